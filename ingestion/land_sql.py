@@ -1,0 +1,235 @@
+"""Incremental extraction of the SQL source into Parquet batches.
+
+Each run reads rows whose watermark column is at or after (last watermark -
+overlap window), so rows that commit late with an older value are still seen.
+Rows in the overlap that an earlier batch already landed are recognised by a
+hash of the whole row version and skipped, so every row version lands exactly
+once. The batch's files and its ``_commit.json`` (the new watermark and the
+hashes inside the new overlap window) appear together in one directory rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ingestion import azure_sql
+from ingestion.config import Settings
+from ingestion.parquet_sink import ParquetFile, fsync_directory, publish
+from ingestion.source_tables import SOURCE_TABLES, SourceTable
+from ingestion.sql_dialects import SqlDialect
+from ingestion.state import (
+    COMMIT_FILE,
+    landing_lock,
+    latest_sql_batch,
+    sql_table_dir,
+    staging_dir,
+    write_json_atomic,
+)
+from ingestion.summary import LandingSummary
+from ingestion.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _row_hash(row) -> str:
+    return hashlib.blake2b(repr(tuple(row)).encode(), digest_size=12).hexdigest()
+
+
+def _rows_to_batch(rows: list, table: SourceTable, dialect: SqlDialect) -> pa.RecordBatch:
+    columns = list(zip(*rows))
+    arrays = []
+    for column, values in zip(table.columns, columns):
+        if column.ddl == "timestamp" and dialect.timestamps_as_text:
+            arrays.append(pa.array(values, pa.string()).cast(column.arrow_type))
+        else:
+            arrays.append(pa.array(values, column.arrow_type))
+    return pa.RecordBatch.from_arrays(arrays, schema=table.arrow_schema)
+
+
+def _as_utc_naive(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+
+
+class _OverlapWindow:
+    """Hashes of the row versions whose watermark lies within the overlap window of the maximum."""
+
+    def __init__(self, overlap: timedelta, watermark: datetime | None, hashes: dict[str, str]):
+        self.overlap = overlap
+        self.watermark = watermark
+        self.entries = {h: datetime.fromisoformat(ts) for h, ts in hashes.items()}
+
+    def add(self, row_hash: str, value: datetime) -> None:
+        self.entries[row_hash] = value
+
+    def note_maximum(self, value: datetime) -> None:
+        if self.watermark is None or value > self.watermark:
+            self.watermark = value
+
+    def prune(self) -> None:
+        if self.watermark is not None:
+            floor = self.watermark - self.overlap
+            self.entries = {h: v for h, v in self.entries.items() if v >= floor}
+
+    def floor(self) -> datetime | None:
+        return None if self.watermark is None else self.watermark - self.overlap
+
+    def as_json(self) -> dict[str, str]:
+        return {h: v.isoformat() for h, v in sorted(self.entries.items())}
+
+
+def land_sql_table(
+    settings: Settings,
+    table: SourceTable,
+    connect: Callable[[Settings], object] = azure_sql.connect_source,
+    progress: Callable[[int], None] | None = None,
+) -> LandingSummary:
+    started = time.monotonic()
+    summary = LandingSummary(source="sql", entity=table.name)
+    dialect = azure_sql.source_dialect(settings)
+    landing = settings.landing_root
+    with landing_lock(landing, f"sql-{table.name}"):
+        previous = latest_sql_batch(landing, table.name)
+        previous_commit = previous.commit if previous else {}
+        old_watermark = (
+            datetime.fromisoformat(previous_commit["watermark"]) if previous_commit.get("watermark") else None
+        )
+        window = _OverlapWindow(settings.sql_overlap, old_watermark, previous_commit.get("overlap_hashes", {}))
+        seen_before = set(window.entries)
+        lower_bound = window.floor()
+
+        conn = connect(settings)
+        try:
+            cursor = conn.cursor()
+            azure_sql.check_table_columns(cursor, dialect, settings.source_schema, table)
+            select = ", ".join(dialect.quote(c) for c in table.column_names)
+            sql = f"SELECT {select} FROM {dialect.table(settings.source_schema, table.name)}"
+            params = []
+            if lower_bound is not None:
+                sql += f" WHERE {dialect.quote(table.watermark)} >= ?"
+                params.append(dialect.timestamp_param(lower_bound))
+            cursor.execute(sql, *params)
+            work_dir = staging_dir(landing) / f"sql-{table.name}-{uuid.uuid4().hex}"
+            work_dir.mkdir(parents=True)
+            try:
+                files = _write_batches(cursor, table, dialect, settings, work_dir, window, seen_before, summary,
+                                       progress)
+                if summary.rows == 0:
+                    shutil.rmtree(work_dir)
+                    summary.detail["watermark"] = old_watermark.isoformat() if old_watermark else None
+                    summary.seconds = time.monotonic() - started
+                    return summary
+                window.prune()
+                sequence = (previous.sequence + 1) if previous else 1
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                commit = {
+                    "table": table.name,
+                    "sequence": sequence,
+                    "rows": summary.rows,
+                    "files": [p.name for p in files],
+                    "watermark": window.watermark.isoformat(),
+                    "previous_watermark": old_watermark.isoformat() if old_watermark else None,
+                    "overlap_seconds": settings.sql_overlap.total_seconds(),
+                    "overlap_hashes": window.as_json(),
+                    "extracted_at": datetime.now(timezone.utc).isoformat(),
+                }
+                write_json_atomic(work_dir / COMMIT_FILE, commit)
+                fsync_directory(work_dir)
+                final_dir = sql_table_dir(landing, table.name) / f"batch={sequence:06d}-{stamp}"
+                publish(work_dir, final_dir)
+                summary.paths = [str(final_dir / p.name) for p in files]
+                summary.detail["watermark"] = commit["watermark"]
+                summary.detail["batch"] = final_dir.name
+            except BaseException:
+                shutil.rmtree(work_dir, ignore_errors=True)
+                raise
+        finally:
+            conn.close()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _write_batches(cursor, table, dialect, settings, work_dir: Path, window: _OverlapWindow, seen_before: set,
+                   summary: LandingSummary, progress) -> list[Path]:
+    watermark_index = table.column_names.index(table.watermark)
+    old_watermark = window.watermark
+    files: list[Path] = []
+    current: ParquetFile | None = None
+
+    def finish(file: ParquetFile) -> None:
+        summary.bytes += file.close_durably()
+        final = work_dir / f"part-{len(files):05d}.parquet"
+        file.temp_path.rename(final)
+        files.append(final)
+
+    while True:
+        rows = cursor.fetchmany(settings.sql_fetch_rows)
+        if not rows:
+            break
+        batch = _rows_to_batch(rows, table, dialect)
+        watermarks = batch.column(watermark_index)
+        if watermarks.null_count:
+            raise ConfigError(
+                f"{table.name}.{table.watermark} is NULL in {watermarks.null_count} row(s); the watermark "
+                "column must always be set by the source application"
+            )
+        batch_max = pc.max(watermarks).as_py()
+        keep = None
+        if old_watermark is not None:
+            # Only rows at or below the previous watermark can have landed before.
+            overlap_idx = pc.indices_nonzero(pc.less_equal(watermarks, pa.scalar(old_watermark, watermarks.type)))
+            if len(overlap_idx):
+                keep = pc.fill_null(pc.greater(watermarks, pa.scalar(old_watermark, watermarks.type)), False)
+                keep = keep.to_pylist()
+                for i in overlap_idx.to_pylist():
+                    if _row_hash(rows[i]) not in seen_before:
+                        keep[i] = True
+        window.note_maximum(batch_max)
+        if keep is not None:
+            batch = batch.filter(pa.array(keep))
+            rows = [r for r, k in zip(rows, keep) if k]
+        # Remember the hashes of rows that may fall in the final overlap window.
+        floor = window.floor()
+        in_window = pc.indices_nonzero(pc.greater_equal(batch.column(watermark_index),
+                                                        pa.scalar(floor, watermarks.type)))
+        for i in in_window.to_pylist():
+            window.add(_row_hash(rows[i]), _as_utc_naive(batch.column(watermark_index)[i].as_py()))
+        if len(window.entries) > 100_000:
+            window.prune()
+        if batch.num_rows == 0:
+            continue
+        if current is None:
+            current = ParquetFile(work_dir, table.arrow_schema)
+        current.write(batch)
+        summary.rows += batch.num_rows
+        if progress:
+            progress(batch.num_rows)
+        if current.bytes_written >= settings.landing_file_max_bytes:
+            finish(current)
+            current = None
+    if current is not None:
+        finish(current)
+    summary.files = len(files)
+    return files
+
+
+def land_sql_tables(settings: Settings, tables: list[str] | None = None) -> list[LandingSummary]:
+    names = tables or list(SOURCE_TABLES)
+    unknown = [n for n in names if n not in SOURCE_TABLES]
+    if unknown:
+        raise ConfigError(f"unknown source table(s) {unknown}; configured tables: {sorted(SOURCE_TABLES)}")
+    summaries = []
+    for name in names:
+        summary = land_sql_table(settings, SOURCE_TABLES[name])
+        log.info("%s", summary.line())
+        summaries.append(summary)
+    return summaries
