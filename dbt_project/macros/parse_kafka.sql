@@ -1,0 +1,161 @@
+{#-
+    Parsing and validation of the Kafka payloads (CONTRACT 1.2), shared by the silver models
+    and by `quarantine`, so that a record is either parsed into silver or quarantined with a
+    reason, never both and never neither.
+
+    Each macro takes a relation (or a parenthesised select) with the columns of
+    kafka_multiplex_bz and returns a parenthesised select with the typed payload fields, the
+    lineage (kafka_partition, kafka_offset, broker_timestamp, load_time, source_file, raw_key,
+    raw_value) and `reject_reason`: null when the record is valid, else the first rule it breaks.
+    The JSON text is parsed once into a list of strings; numbers are cast from that text
+    (epochs through DECIMAL, see epoch_to_timestamp).
+-#}
+
+{% macro _kafka_json_fields(relation, topic, fields) -%}
+        select
+            "partition" as kafka_partition,
+            "offset" as kafka_offset,
+            "timestamp" as broker_timestamp,
+            load_time,
+            source_file,
+            key as raw_key,
+            value as raw_value,
+            -- try(): a malformed value yields null instead of failing the statement
+            coalesce(try(json_type(value)) = 'OBJECT', false) as is_object,
+            try(json_extract_string(value, [{% for f in fields %}'$.{{ f }}'{{ ', ' if not loop.last }}{% endfor %}])) as fields
+        from {{ relation }}
+        where topic = '{{ topic }}'
+{%- endmacro %}
+
+{% macro _json_reject(fields_checks) -%}
+            case
+                when raw_value is null then 'null value'
+                when not json_valid(raw_value) then 'malformed json'
+                when not is_object then 'payload is not a json object'
+                {%- for condition, reason in fields_checks %}
+                when {{ condition }} then '{{ reason }}'
+                {%- endfor %}
+            end
+{%- endmacro %}
+
+
+{% macro parse_user_info(relation) -%}
+(
+    with
+
+    extracted as (
+        {{ _kafka_json_fields(relation, 'user_info', [
+            'user_id', 'update_type', 'timestamp', 'dob', 'sex', 'gender', 'first_name',
+            'last_name', 'address.street_address', 'address.city', 'address.state', 'address.zip'
+        ]) }}
+    ),
+
+    typed as (
+
+        select
+            *,
+            try_cast(fields[1] as bigint) as user_id,
+            fields[2] as update_type,
+            {{ epoch_to_timestamp('fields[3]') }} as event_at,
+            fields[4] as dob_text,
+            try_strptime(fields[4], '%m/%d/%Y')::date as dob,
+            fields[5] as sex,
+            fields[6] as gender,
+            fields[7] as first_name,
+            fields[8] as last_name,
+            fields[9] as street_address,
+            fields[10] as city,
+            fields[11] as state,
+            try_cast(fields[12] as integer) as zip
+        from extracted
+
+    )
+
+    select
+        * exclude (fields, is_object, dob_text),
+        {{ _json_reject([
+            ('fields[1] is null', 'missing user_id'),
+            ('user_id is null', 'invalid user_id'),
+            ('update_type is null', 'missing update_type'),
+            ("update_type not in ('new', 'update', 'delete')", 'unknown update_type'),
+            ('fields[3] is null', 'missing timestamp'),
+            ('event_at is null', 'invalid timestamp'),
+            ("dob_text is not null and dob is null", 'bad dob'),
+            ("dob is not null and dob > cast(event_at as date)", 'bad dob'),
+        ]) }} as reject_reason
+    from typed
+)
+{%- endmacro %}
+
+
+{% macro parse_workout(relation) -%}
+(
+    with
+
+    extracted as (
+        {{ _kafka_json_fields(relation, 'workout', ['user_id', 'workout_id', 'timestamp', 'action', 'session_id']) }}
+    ),
+
+    typed as (
+
+        select
+            *,
+            try_cast(fields[1] as bigint) as user_id,
+            try_cast(fields[2] as bigint) as workout_id,
+            {{ epoch_to_timestamp('fields[3]') }} as "time",
+            fields[4] as action,
+            try_cast(fields[5] as bigint) as session_id
+        from extracted
+
+    )
+
+    select
+        * exclude (fields, is_object),
+        {{ _json_reject([
+            ('fields[1] is null', 'missing user_id'),
+            ('user_id is null', 'invalid user_id'),
+            ('fields[2] is null', 'missing workout_id'),
+            ('workout_id is null', 'invalid workout_id'),
+            ('fields[5] is null', 'missing session_id'),
+            ('session_id is null', 'invalid session_id'),
+            ('fields[3] is null', 'missing timestamp'),
+            ('"time" is null', 'invalid timestamp'),
+            ('action is null', 'missing action'),
+            ("action not in ('start', 'stop')", 'unknown action'),
+        ]) }} as reject_reason
+    from typed
+)
+{%- endmacro %}
+
+
+{% macro parse_bpm(relation) -%}
+(
+    with
+
+    extracted as (
+        {{ _kafka_json_fields(relation, 'bpm', ['device_id', 'time', 'heartrate']) }}
+    ),
+
+    typed as (
+
+        select
+            *,
+            try_cast(fields[1] as bigint) as device_id,
+            {{ epoch_to_timestamp('fields[2]') }} as "time",
+            try_cast(fields[3] as double) as heartrate
+        from extracted
+
+    )
+
+    select
+        * exclude (fields, is_object),
+        {{ _json_reject([
+            ('fields[1] is null', 'missing device_id'),
+            ('device_id is null', 'invalid device_id'),
+            ('fields[2] is null', 'missing time'),
+            ('"time" is null', 'invalid time'),
+            ('fields[3] is not null and heartrate is null', 'invalid heartrate'),
+        ]) }} as reject_reason
+    from typed
+)
+{%- endmacro %}

@@ -1,0 +1,171 @@
+{{
+    config(
+        incremental_strategy='append'
+    )
+}}
+
+
+
+with
+
+new_messages as (
+
+    select *
+    from {{ ref('kafka_multiplex_bz') }}
+    where {{ loaded_since_last_run("w.source_table = 'kafka_multiplex_bz'") }}
+
+),
+
+new_registered_users as (
+
+    select *
+    from {{ ref('registered_users_bz') }}
+    where {{ loaded_since_last_run("w.source_table = 'registered_users_bz'") }}
+
+),
+
+new_gym_logins as (
+
+    select *
+    from {{ ref('gym_logins_bz') }}
+    where {{ loaded_since_last_run("w.source_table = 'gym_logins_bz'") }}
+
+),
+
+user_info as (
+
+    select 'user_info' as topic, * from {{ parse_user_info('new_messages') }}
+
+),
+
+workout as (
+
+    select 'workout' as topic, * from {{ parse_workout('new_messages') }}
+
+),
+
+bpm as (
+
+    select 'bpm' as topic, * from {{ parse_bpm('new_messages') }}
+
+),
+
+rejected_messages as (
+
+    select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
+    from user_info
+    where reject_reason is not null
+
+    union all
+
+    select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
+    from workout
+    where reject_reason is not null
+
+    union all
+
+    select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
+    from bpm
+    where reject_reason is not null
+
+    union all
+
+    select
+        topic,
+        "partition" as kafka_partition,
+        "offset" as kafka_offset,
+        key as raw_key,
+        value as raw_value,
+        'unknown topic' as reject_reason,
+        load_time,
+        source_file
+    from new_messages
+    where topic not in ('user_info', 'workout', 'bpm')
+
+),
+
+rejected_registered_users as (
+
+    select
+        to_json(r) :: varchar as raw_record,
+        case
+            when user_id is null then 'missing user_id'
+            when device_id is null then 'missing device_id'
+            when mac_address is null then 'missing mac_address'
+            when registration_timestamp is null then 'missing registration_timestamp'
+        end as reject_reason,
+        load_time,
+        source_file
+    from (
+        select user_id, device_id, mac_address, registration_timestamp, modified_at, load_time, source_file
+        from new_registered_users
+    ) as r
+    where reject_reason is not null
+
+),
+
+rejected_gym_logins as (
+
+    select
+        to_json(g) :: varchar as raw_record,
+        case
+            when mac_address is null then 'missing mac_address'
+            when gym is null then 'missing gym'
+            when login is null then 'missing login'
+            when logout <= login then 'logout not after login'
+        end as reject_reason,
+        load_time,
+        source_file
+    from (
+        select mac_address, gym, login, logout, modified_at, load_time, source_file
+        from new_gym_logins
+    ) as g
+    where reject_reason is not null
+
+),
+
+final as (
+
+    select
+        'kafka_multiplex_bz' as source_table,
+        topic,
+        kafka_partition,
+        kafka_offset,
+        raw_key,
+        raw_value as raw_record,
+        reject_reason as reason,
+        load_time,
+        source_file
+    from rejected_messages
+
+    union all
+
+    select
+        'registered_users_bz' as source_table,
+        null as topic,
+        null as kafka_partition,
+        null as kafka_offset,
+        null as raw_key,
+        raw_record,
+        reject_reason as reason,
+        load_time,
+        source_file
+    from rejected_registered_users
+
+    union all
+
+    select
+        'gym_logins_bz' as source_table,
+        null as topic,
+        null as kafka_partition,
+        null as kafka_offset,
+        null as raw_key,
+        raw_record,
+        reject_reason as reason,
+        load_time,
+        source_file
+    from rejected_gym_logins
+
+)
+
+select * from final

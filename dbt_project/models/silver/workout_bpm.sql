@@ -1,0 +1,171 @@
+{{
+    config(
+        incremental_strategy='delete+insert',
+        unique_key=['user_id', 'workout_id', 'session_id'],
+        post_hook="delete from {{ this }} where \"time\" is null"
+    )
+}}
+
+with
+
+completed_workouts as (
+
+    select * from {{ ref('completed_workouts') }}
+
+),
+
+users as (
+
+    select user_id, device_id, load_time from {{ ref('users') }}
+
+),
+
+all_readings as (
+
+    select device_id, "time", heartrate, valid, load_time
+    from {{ ref('heart_rate') }}
+
+),
+
+heart_rate as (
+
+    select device_id, "time", heartrate, load_time
+    from all_readings
+    where valid
+
+),
+
+workout_devices as (
+
+    select
+        cw.user_id,
+        cw.workout_id,
+        cw.session_id,
+        cw.start_time,
+        cw.end_time,
+        u.device_id,
+        greatest(cw.load_time, u.load_time) as load_time
+    from completed_workouts as cw
+    inner join users as u
+        on cw.user_id = u.user_id
+
+),
+
+{% if is_incremental() %}
+watermark as (
+
+    select coalesce(max(load_time), '-infinity'::timestamp) as loaded_until
+    from {{ this }}
+
+),
+
+new_readings as (
+
+    select *
+    from all_readings
+    where load_time > (select loaded_until from watermark)
+
+),
+
+-- (valid or not: a reading redelivered as invalid must leave the workouts it was in)
+-- a workout is recomputed when it (or its user's device) changed, or when a reading that
+-- changed falls inside its window: late readings join workouts completed in earlier runs
+affected_workouts as (
+
+    select user_id, workout_id, session_id
+    from workout_devices
+    where load_time > (select loaded_until from watermark)
+
+    union
+
+    select wd.user_id, wd.workout_id, wd.session_id
+    from workout_devices as wd
+    inner join new_readings as r
+        on
+            wd.device_id = r.device_id
+            and r."time" > wd.start_time
+            and r."time" <= wd.end_time
+
+),
+
+workouts_to_build as (
+
+    select wd.*
+    from workout_devices as wd
+    semi join affected_workouts as a
+        on
+            wd.user_id = a.user_id
+            and wd.workout_id = a.workout_id
+            and wd.session_id = a.session_id
+
+),
+
+-- restrict the readings scanned to the time span of the workouts being rebuilt
+candidate_readings as (
+
+    select *
+    from heart_rate
+    where
+        "time" > (select min(start_time) from workouts_to_build)
+        and "time" <= (select max(end_time) from workouts_to_build)
+
+),
+{% else %}
+workouts_to_build as (
+
+    select * from workout_devices
+
+),
+
+candidate_readings as (
+
+    select * from heart_rate
+
+),
+{% endif %}
+
+-- readings strictly after the start and up to and including the end
+readings_in_window as (
+
+    select
+        w.user_id,
+        w.workout_id,
+        w.session_id,
+        w.start_time,
+        w.end_time,
+        r."time",
+        r.heartrate,
+        greatest(w.load_time, r.load_time) as load_time
+    from workouts_to_build as w
+    inner join candidate_readings as r
+        on
+            w.device_id = r.device_id
+            and r."time" > w.start_time
+            and r."time" <= w.end_time
+
+),
+
+final as (
+
+    select * from readings_in_window
+    {%- if is_incremental() %}
+
+    -- one marker row per rebuilt workout, so that delete+insert also clears a workout left
+    -- without readings; the post-hook removes the markers
+    union all
+
+    select
+        user_id,
+        workout_id,
+        session_id,
+        start_time,
+        end_time,
+        null as "time",
+        null as heartrate,
+        load_time
+    from workouts_to_build
+    {%- endif %}
+
+)
+
+select * from final
