@@ -7,7 +7,9 @@ Every statement is built from validated identifiers (see
 from __future__ import annotations
 
 import logging
+import re
 import time
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import pyodbc
@@ -35,8 +37,19 @@ def _redacted(connection_string: str) -> str:
     return ";".join(parts)
 
 
-def connect_source(settings: Settings, autocommit: bool = True) -> pyodbc.Connection:
-    """Open a connection, retrying with backoff; fail with SourceUnreachable."""
+def connect_source(settings: Settings, autocommit: bool = True, create: bool = False) -> pyodbc.Connection:
+    """Open a connection, retrying with backoff; fail with SourceUnreachable.
+
+    ``create`` lets the embedded SQLite stand-in be created; otherwise a missing
+    stand-in file is an error rather than an empty database created by the driver.
+    """
+    if not create and source_dialect(settings).name == "sqlite":
+        match = re.search(r"database\s*=\s*([^;]+)", settings.source_odbc, re.IGNORECASE)
+        if match and not Path(match.group(1).strip()).exists():
+            raise SourceUnreachable(
+                f"the embedded SQL stand-in {match.group(1).strip()} does not exist: start the embedded "
+                "stack with `python -m ingestion stack up`, or set FITLAKE_SOURCE_ODBC"
+            )
     connection_string = settings.source_odbc
     if settings.source_password:
         connection_string = connection_string.rstrip(";") + f";PWD={{{settings.source_password}}}"

@@ -39,6 +39,7 @@ class Settings:
     sql_fetch_rows: int = 20_000
     sql_overlap: timedelta = timedelta(minutes=10)
     connect_retries: int = 3
+    kafka_timeout_seconds: int = 10
     retry_backoff_seconds: float = 1.0
 
     @property
@@ -112,5 +113,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sql_fetch_rows=_int(env, "FITLAKE_SQL_FETCH_ROWS", 20_000),
         sql_overlap=timedelta(seconds=_int(env, "FITLAKE_SQL_OVERLAP_SECONDS", 600, 0)),
         connect_retries=_int(env, "FITLAKE_CONNECT_RETRIES", 3),
+        kafka_timeout_seconds=_int(env, "FITLAKE_KAFKA_TIMEOUT_SECONDS", 10),
     )
     return settings

@@ -56,7 +56,7 @@ def list_topic_partitions(client, settings: Settings, topic: str | None = None) 
     attempts = settings.connect_retries
     for attempt in range(1, attempts + 1):
         try:
-            metadata = client.list_topics(topic=topic, timeout=10)
+            metadata = client.list_topics(topic=topic, timeout=settings.kafka_timeout_seconds)
             return {
                 name: sorted(t.partitions)
                 for name, t in metadata.topics.items()

@@ -41,6 +41,8 @@ KAFKA_LANDING_SCHEMA = pa.schema([
 ])
 
 FLUSH_MESSAGES = 100_000
+# Raw bytes buffered per partition before a row group is written: bounds memory with large values.
+FLUSH_BYTES = 16 * 1024 * 1024
 CONSUME_BATCH = 10_000
 PROBE_SECONDS = 10.0
 IDLE_TIMEOUT_SECONDS = 30.0
@@ -70,6 +72,11 @@ class _PartitionBuffer:
     file_last: int | None = None
     published: list = field(default_factory=list)
     bytes: int = 0
+    pending_bytes: int = 0
+
+    @property
+    def flush_bytes(self) -> int:
+        return min(FLUSH_BYTES, self.max_bytes)
 
     def flush(self) -> None:
         if not self.offsets:
@@ -90,6 +97,7 @@ class _PartitionBuffer:
         self.file.write(batch)
         self.file_last = self.offsets[-1]
         self.offsets, self.timestamps, self.keys, self.values = [], [], [], []
+        self.pending_bytes = 0
         if self.file.bytes_written >= self.max_bytes:
             self.publish()
 
@@ -111,7 +119,8 @@ class _PartitionBuffer:
 def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
     for attempt in range(1, settings.connect_retries + 1):
         try:
-            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=settings.kafka_timeout_seconds,
+                                                  cached=False)
         except KafkaException as exc:
             if attempt == settings.connect_retries:
                 raise SourceUnreachable(
@@ -253,12 +262,15 @@ def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, summary, p
             kind, millis = message.timestamp()
             buffer.timestamps.append(millis * 1000 if millis >= 0 else None)
             buffer.keys.append(message.key())
-            buffer.values.append(message.value())
+            value = message.value()
+            buffer.values.append(value)
+            if value:
+                buffer.pending_bytes += len(value)
             landed += 1
             if offset >= ends[p] - 1:
                 remaining.discard(p)
                 consumer.incremental_unassign([TopicPartition(topic, p)])
-            if len(buffer.offsets) >= FLUSH_MESSAGES:
+            if len(buffer.offsets) >= FLUSH_MESSAGES or buffer.pending_bytes >= buffer.flush_bytes:
                 buffer.flush()
         summary.rows += landed
         if progress and landed:

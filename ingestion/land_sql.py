@@ -103,6 +103,8 @@ def land_sql_table(
         old_watermark = (
             datetime.fromisoformat(previous_commit["watermark"]) if previous_commit.get("watermark") else None
         )
+        for leftover in staging_dir(landing).glob(f"sql-{table.name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)  # a killed run's unpublished batch
         window = _OverlapWindow(settings.sql_overlap, old_watermark, previous_commit.get("overlap_hashes", {}))
         seen_before = set(window.entries)
         lower_bound = window.floor()

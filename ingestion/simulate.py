@@ -107,7 +107,7 @@ class SimulationRates:
 class Message(NamedTuple):
     topic: str  # contract topic name: user_info, workout or bpm
     key: str | None
-    value: str
+    value: str | None
     timestamp_us: int  # the produced message's timestamp (simulated time)
     note: str = ""  # comma-separated: malformed:<kind>, redelivered, late, out_of_order
 
@@ -669,7 +669,7 @@ def produce_messages(settings: Settings, messages: Iterable[Message], progress: 
     for n, message in enumerate(messages, 1):
         topic = names[message.topic]
         key = None if message.key is None else message.key.encode()
-        value = message.value.encode()
+        value = None if message.value is None else message.value.encode()
         timestamp = message.timestamp_us // 1000
         while True:
             try:

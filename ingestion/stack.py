@@ -148,7 +148,7 @@ def ensure_source_tables(settings: Settings) -> str:
     dialect = azure_sql.source_dialect(settings)
     if dialect.name == "sqlite":
         settings.embedded_source_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = azure_sql.connect_source(settings)
+    conn = azure_sql.connect_source(settings, create=True)
     try:
         azure_sql.create_source_tables(conn, dialect, settings.source_schema)
     finally:
