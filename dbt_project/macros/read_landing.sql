@@ -30,7 +30,7 @@
     (
         select
             {%- for column in columns %}
-            cast({{ adapter.quote(column.name) }} as {{ column.data_type }}) as {{ adapter.quote(column.name) }},
+            cast({{ adapter.quote(column.name) if files | length > 0 else 'null' }} as {{ column.data_type }}) as {{ adapter.quote(column.name) }},
             {%- endfor %}
             {%- if files | length > 0 %}
             filename as source_file

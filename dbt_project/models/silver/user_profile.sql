@@ -10,6 +10,7 @@
     config(
         incremental_strategy='merge',
         unique_key='user_id',
+        on_schema_change='ignore',
         merge_clauses={
             'when_matched': [
                 {
@@ -102,7 +103,8 @@ final as (
         kafka_offset,
         load_time
         {%- if is_incremental() %},
-        -- the merge deletes the user when the winning event is a delete
+        -- only on incremental runs, for the merge to delete the user when the winner is a
+        -- delete; on_schema_change='ignore' keeps it out of the table
         update_type
         {%- endif %}
     from latest_event
