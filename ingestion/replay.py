@@ -64,6 +64,9 @@ class ReplaySummary:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def line(self) -> str:
+        return "; ".join(self.lines())
+
     def lines(self) -> list[str]:
         out = [
             f"sql:{t}: {n} rows read, {self.inserted.get(t, 0)} inserted, {self.updated.get(t, 0)} updated, "
@@ -348,7 +351,7 @@ def _load_table(settings: Settings, table: SourceTable, batches: list[CsvRows], 
     summary.updated[table.name] = len(updates)
     summary.unchanged[table.name] = unchanged
     if progress:
-        progress(table.name, len(inserts) + len(updates))
+        progress(len(inserts) + len(updates))
 
 
 def _show(table: SourceTable, row: tuple) -> str:
@@ -356,7 +359,10 @@ def _show(table: SourceTable, row: tuple) -> str:
 
 
 def replay(settings: Settings, paths: list[Path], progress: Progress | None = None) -> ReplaySummary:
-    """Load CSV tables into the SQL source and produce JSON-lines envelopes to Kafka; returns the counts."""
+    """Load CSV tables into the SQL source and produce JSON-lines envelopes to Kafka; returns the counts.
+
+    ``progress(n)`` gets increments of rows written and messages produced.
+    """
     from ingestion.stack import ensure_source_tables
 
     started = time.monotonic()

@@ -53,7 +53,7 @@ KEY_FIELDS = {
     "bpm": ("device_id", "time"),
 }
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[int], None]  # called with increments: SQL rows written, messages produced
 
 
 class ProduceError(FitLakeError):
@@ -168,6 +168,9 @@ class SimulationSummary:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def line(self) -> str:
+        return "; ".join(self.lines())
 
     def lines(self) -> list[str]:
         out = [f"sql:{t}: {n} rows" for t, n in self.rows.items()]
@@ -620,7 +623,7 @@ def apply_sql_changes(settings: Settings, changes: Iterable[SqlChange], progress
             ) from exc
         counts[f"{table}:{action}"] += len(rows)
         if progress:
-            progress(table, len(rows))
+            progress(len(rows))
 
     try:
         kind, rows = None, []
@@ -664,7 +667,7 @@ def produce_messages(settings: Settings, messages: Iterable[Message], progress: 
 
     producer = make_producer(settings, **{"on_delivery": on_failure, "delivery.report.only.error": True})
     counts: Counter = Counter()
-    pending: Counter = Counter()
+    pending = 0
     started = time.monotonic()
     for n, message in enumerate(messages, 1):
         topic = names[message.topic]
@@ -678,19 +681,17 @@ def produce_messages(settings: Settings, messages: Iterable[Message], progress: 
             except BufferError:  # the local queue is full: let librdkafka send some
                 producer.poll(0.1)
         counts[topic] += 1
-        pending[topic] += 1
+        pending += 1
         if n % 1000 == 0:
             producer.poll(0)
             if failures:
                 break
             if progress:
-                for name, count in pending.items():
-                    progress(name, count)
-                pending.clear()
+                progress(pending)
+                pending = 0
     remaining = producer.flush(flush_timeout)
-    if progress:
-        for name, count in pending.items():
-            progress(name, count)
+    if progress and pending:
+        progress(pending)
     if failures or remaining:
         topic, error = failures[0] if failures else ("?", "timed out")
         hint = ""
@@ -707,16 +708,28 @@ def produce_messages(settings: Settings, messages: Iterable[Message], progress: 
     return counts
 
 
+def default_start(days: int, now: datetime) -> datetime:
+    """Midnight UTC ``days + 1`` days before ``now``: the run and its late messages (at most a day) lie in the past.
+
+    Kafka 4 rejects timestamps more than an hour ahead of the broker clock, and brokers drop data older
+    than their retention (7 days by default), so simulated time belongs in the recent past.
+    """
+    now = now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight - timedelta(days=days + 1)
+
+
 def simulate(settings: Settings, members: int = 50, gyms: int = 3, days: int = 7, seed: int = 42,
              start: datetime | None = None, rates: SimulationRates | None = None,
              progress: Progress | None = None) -> SimulationSummary:
-    """Write a simulated run into the SQL source and the Kafka topics; ``progress(what, n)`` gets increments.
+    """Write a simulated run into the SQL source and the Kafka topics; ``progress(n)`` gets increments.
 
     ``start`` (UTC; naive means UTC) is required: there is no wall clock in the data. Pick it so the
     whole run, late messages included, lies in the past, e.g. midnight ``days + 1`` days ago.
     """
     if start is None:
-        raise ConfigError("simulate needs a start time (UTC), e.g. --start 2024-01-01T00:00:00Z")
+        raise ConfigError("simulate needs a start time (UTC), e.g. --start 2024-01-01T00:00:00Z; "
+                          "simulate.default_start(days, now) gives a sensible recent one")
     rates = rates or SimulationRates()
     started = time.monotonic()
     world = plan_world(members, gyms, days, seed, start, rates)
