@@ -557,15 +557,17 @@ def iter_messages(world: World, rates: SimulationRates, stats: StreamStats | Non
             if rng.random() < rates.redelivered:
                 copies = 2
                 stats.redelivered += 1
+            if rng.random() < rates.late:  # held back: every copy is produced hours later, at the end
+                produced = at + int(rng.uniform(*rates.late_hours) * HOUR)
+                for copy in range(copies):
+                    stats.late += 1
+                    sequence += 1
+                    late.append((produced, sequence, topic, key, value,
+                                 ",".join(notes + (["redelivered"] if copy else []) + ["late"])))
+                continue
             for copy in range(copies):
                 copy_notes = notes + (["redelivered"] if copy else [])
                 position = float(len(stream))
-                if rng.random() < rates.late:
-                    produced = at + int(rng.uniform(*rates.late_hours) * HOUR)
-                    stats.late += 1
-                    sequence += 1
-                    late.append((produced, sequence, topic, key, value, ",".join(copy_notes + ["late"])))
-                    continue
                 if copy or rng.random() < rates.out_of_order:
                     position += rng.uniform(1.5, rates.out_of_order_window + 0.5)
                     if not copy:
@@ -714,7 +716,7 @@ def default_start(days: int, now: datetime) -> datetime:
     Kafka 4 rejects timestamps more than an hour ahead of the broker clock, and brokers drop data older
     than their retention (7 days by default), so simulated time belongs in the recent past.
     """
-    now = now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight - timedelta(days=days + 1)
 
