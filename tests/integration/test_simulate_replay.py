@@ -1,0 +1,150 @@
+"""Simulate and replay into real sources, land them, and check the landing zone holds exactly that."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ingestion.land_kafka import land_kafka_topic
+from ingestion.land_sql import land_sql_tables
+from ingestion.replay import ReplayError, replay
+from ingestion.simulate import SimulationRates, generate, simulate
+from tests.support.landing import kafka_rows, sql_rows
+
+EPOCH = datetime(1970, 1, 1)
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "replay"
+START = datetime(2024, 3, 1, tzinfo=UTC)
+RATES = SimulationRates(workout_minutes=(3.0, 6.0), redelivered=0.03, out_of_order=0.03, late=0.02,
+                        malformed=0.02, open_visit=0.2)
+
+
+def _unique_topics(settings):
+    """Topics of this test only: the brokers live for the whole session."""
+    suffix = uuid.uuid4().hex[:8]
+    return dataclasses.replace(settings, kafka_topics=tuple(f"{t}_{suffix}" for t in settings.kafka_topics))
+
+
+@pytest.fixture
+def settings(make_settings, kafka_bootstrap):
+    return _unique_topics(make_settings(FITLAKE_KAFKA_BOOTSTRAP=kafka_bootstrap))
+
+
+def _land_everything(settings) -> dict[str, int]:
+    landed = {s.entity: s.rows for s in land_sql_tables(settings)}
+    for topic in settings.kafka_topics:
+        landed[topic] = land_kafka_topic(settings, topic).rows
+    return landed
+
+
+def test_simulate_lands_exactly_what_it_reports(settings):
+    ticks = []
+    summary = simulate(settings, members=6, gyms=2, days=1, seed=21, start=START, rates=RATES,
+                       progress=ticks.append)
+    user_info, workout, bpm = settings.kafka_topics
+    assert summary.messages[bpm] > 1000 and summary.messages[workout] > 0 and summary.messages[user_info] >= 6
+    assert sum(ticks) == sum(summary.rows.values()) + summary.logout_updates + sum(summary.messages.values())
+
+    landed = _land_everything(settings)
+    assert landed == {**summary.rows, **summary.messages}
+
+    # Exactly the rows and messages of the pure layer, to the microsecond.
+    expected = generate(members=6, gyms=2, days=1, seed=21, start=START, rates=RATES)
+    assert summary.redelivered == expected.stats.redelivered and summary.late == expected.stats.late
+    assert summary.malformed == dict(expected.stats.malformed)
+    for table, rows in expected.sql_rows().items():
+        got = sql_rows(settings.landing_root, table)
+        columns = list(got[0])[:5]
+        assert sorted(tuple(r[c] for c in columns) for r in got) == sorted(rows, key=_sortable)
+    names = dict(zip(("user_info", "workout", "bpm"), settings.kafka_topics, strict=True))
+    for contract_topic, topic in names.items():
+        got = Counter((r["key"], r["value"], r["timestamp"]) for r in kafka_rows(settings.landing_root, topic))
+        want = Counter((m.key, m.value, EPOCH + timedelta(milliseconds=m.timestamp_us // 1000))
+                       for m in expected.messages if m.topic == contract_topic)
+        assert got == want, contract_topic
+
+
+def _sortable(row):
+    return tuple((value is None, value) for value in row)
+
+
+def test_replay_sample_lands_the_recorded_rows(settings):
+    summary = replay(settings, [SAMPLE])
+    user_info, workout, bpm = settings.kafka_topics
+    assert summary.rows == {"gym_logins": 4, "registered_users": 3}
+    assert summary.inserted == {"registered_users": 3, "gym_logins": 3}
+    assert summary.messages == {user_info: 3, workout: 3, bpm: 5}
+
+    again = replay(settings, [SAMPLE / "gym_logins.csv", SAMPLE / "registered_users.csv"])
+    assert again.inserted == {"registered_users": 0, "gym_logins": 0}
+    assert again.unchanged == {"registered_users": 3, "gym_logins": 4}
+
+    landed = _land_everything(settings)
+    assert landed == {"registered_users": 3, "gym_logins": 3, user_info: 3, workout: 3, bpm: 5}
+    visits = {r["mac_address"]: r for r in sql_rows(settings.landing_root, "gym_logins")}
+    assert visits["0a:1b:2c:3d:4e:5f"]["logout"] == datetime(2023, 11, 15, 13, 21, 40, 500000)
+    assert visits["0a:1b:2c:3d:4e:5f"]["modified_at"] == datetime(2023, 11, 15, 13, 21, 40, 500000)
+    assert visits["0a:1b:2c:3d:4e:60"]["logout"] == datetime(2023, 11, 15, 13, 21, 40, 123456)
+    assert visits["0a:1b:2c:3d:4e:61"]["logout"] is None
+    users = {r["user_id"]: r for r in sql_rows(settings.landing_root, "registered_users")}
+    assert users[20003]["registration_timestamp"] == datetime(2023, 11, 14, 22, 20, 0, 1)
+
+    stops = [r for r in kafka_rows(settings.landing_root, workout) if '"stop"' in r["value"]]
+    assert len(stops) == 2 and {r["timestamp"] for r in stops} == {datetime(2023, 11, 15, 12, 41, 40, 250000)}
+    readings = kafka_rows(settings.landing_root, bpm)
+    assert {r["key"] for r in readings} == {"300017"}
+    assert any(r["value"].endswith('"heartrate": ') for r in readings)  # malformed values go through as-is
+    profiles = sorted(kafka_rows(settings.landing_root, user_info), key=lambda r: r["timestamp"])
+    assert [r["timestamp"] for r in profiles] == [
+        datetime(2023, 11, 14, 22, 13, 25), datetime(2023, 11, 14, 22, 15, 5, 500000),
+        datetime(2023, 11, 15, 14, 53, 20)]
+
+
+def test_a_contradicting_replay_fails_before_writing(make_settings, tmp_path):
+    settings = make_settings()  # SQL only: no broker needed
+    replay(settings, [SAMPLE / "registered_users.csv"])
+    changed = tmp_path / "registered_users.csv"
+    changed.write_text("user_id,device_id,mac_address,registration_timestamp\n20009,1,aa,1\n20001,9,bb,1700000000\n")
+    with pytest.raises(ReplayError, match=r"registered_users.csv:3: registered_users key \{'user_id': 20001\}"):
+        replay(settings, [changed])
+    assert {r["user_id"] for r in _landed_users(settings)} == {20001, 20002, 20003}
+
+
+def _landed_users(settings):
+    land_sql_tables(settings, ["registered_users"])
+    return sql_rows(settings.landing_root, "registered_users")
+
+
+def test_replay_into_postgresql(make_settings, postgres_odbc):
+    schema = f"replay_{uuid.uuid4().hex[:8]}"
+    settings = make_settings(FITLAKE_SOURCE_ODBC=postgres_odbc, FITLAKE_SOURCE_SCHEMA=schema)
+    summary = replay(settings, [SAMPLE / "registered_users.csv", SAMPLE / "gym_logins.csv"])
+    assert summary.inserted == {"registered_users": 3, "gym_logins": 3}
+    again = replay(settings, [SAMPLE / "gym_logins.csv"])
+    assert again.unchanged == {"gym_logins": 4}
+    landed = {s.entity: s.rows for s in land_sql_tables(settings)}
+    assert landed == {"registered_users": 3, "gym_logins": 3}
+    visits = sorted(sql_rows(settings.landing_root, "gym_logins"), key=lambda r: r["login"])
+    assert [(v["login"], v["logout"], v["modified_at"]) for v in visits] == [
+        (datetime(2023, 11, 15, 12, 6, 40), datetime(2023, 11, 15, 13, 21, 40, 500000),
+         datetime(2023, 11, 15, 13, 21, 40, 500000)),
+        (datetime(2023, 11, 15, 12, 23, 20, 750000), datetime(2023, 11, 15, 13, 21, 40, 123456),
+         datetime(2023, 11, 15, 13, 21, 40, 123456)),
+        (datetime(2023, 11, 15, 13, 0), None, datetime(2023, 11, 15, 13, 0)),
+    ]
+
+
+def test_simulate_into_postgresql(make_settings, postgres_odbc, embedded_kafka):
+    schema = f"sim_{uuid.uuid4().hex[:8]}"
+    settings = _unique_topics(make_settings(FITLAKE_SOURCE_ODBC=postgres_odbc, FITLAKE_SOURCE_SCHEMA=schema,
+                                            FITLAKE_KAFKA_BOOTSTRAP=embedded_kafka))
+    summary = simulate(settings, members=4, gyms=1, days=1, seed=8, start=START, rates=RATES)
+    landed = {s.entity: s.rows for s in land_sql_tables(settings)}
+    assert landed == summary.rows
+    expected = generate(members=4, gyms=1, days=1, seed=8, start=START, rates=RATES).sql_rows()
+    got = sql_rows(settings.landing_root, "gym_logins")
+    assert sorted(tuple(r[c] for c in list(r)[:5]) for r in got) == sorted(expected["gym_logins"], key=_sortable)
