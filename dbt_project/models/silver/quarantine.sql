@@ -87,7 +87,7 @@ rejected_messages as (
 rejected_registered_users as (
 
     select
-        to_json(r) :: varchar as raw_record,
+        cast(to_json(struct_pack(user_id, device_id, mac_address, registration_timestamp, modified_at)) as varchar) as raw_record,
         case
             when user_id is null then 'missing user_id'
             when device_id is null then 'missing device_id'
@@ -96,10 +96,7 @@ rejected_registered_users as (
         end as reject_reason,
         load_time,
         source_file
-    from (
-        select user_id, device_id, mac_address, registration_timestamp, modified_at, load_time, source_file
-        from new_registered_users
-    ) as r
+    from new_registered_users
     where reject_reason is not null
 
 ),
@@ -107,7 +104,7 @@ rejected_registered_users as (
 rejected_gym_logins as (
 
     select
-        to_json(g) :: varchar as raw_record,
+        cast(to_json(struct_pack(mac_address, gym, login, logout, modified_at)) as varchar) as raw_record,
         case
             when mac_address is null then 'missing mac_address'
             when gym is null then 'missing gym'
@@ -116,10 +113,7 @@ rejected_gym_logins as (
         end as reject_reason,
         load_time,
         source_file
-    from (
-        select mac_address, gym, login, logout, modified_at, load_time, source_file
-        from new_gym_logins
-    ) as g
+    from new_gym_logins
     where reject_reason is not null
 
 ),
