@@ -1,0 +1,67 @@
+"""Deployment settings for the DAGs, read once from environment variables (no I/O).
+
+Every value has a default that works for the embedded stack from a checkout; docker-compose.yml and
+the launchers set them explicitly. Paths handed to dbt are absolute, because Cosmos runs dbt in a
+temporary copy of the project where the profile's relative defaults would point elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from fitlake_common import REPO_ROOT
+
+OWNER = os.environ.get("FITLAKE_DAG_OWNER", "fitlake-data")
+
+# Every task that opens the DuckDB warehouse runs in this one-slot pool (see transform_dbt doc_md).
+WAREHOUSE_POOL = "duckdb_warehouse"
+WAREHOUSE_POOL_DESCRIPTION = "DuckDB allows one writing process per file: every task that opens the warehouse"
+
+
+def _schedule(name: str, default: str) -> str | None:
+    """A cron expression or preset; `none`/`off` disables the schedule (manual triggers only)."""
+    value = os.environ.get(name, default).strip()
+    return None if value.lower() in ("", "none", "off", "manual") else value
+
+
+SQL_SCHEDULE = _schedule("FITLAKE_SQL_SCHEDULE", "@hourly")
+KAFKA_SCHEDULE = _schedule("FITLAKE_KAFKA_SCHEDULE", "*/15 * * * *")
+
+DATA_ROOT = Path(os.environ.get("FITLAKE_DATA_ROOT") or REPO_ROOT / "data").resolve()
+LANDING_ROOT = Path(os.environ.get("FITLAKE_LANDING_ROOT") or DATA_ROOT / "landing").resolve()
+WAREHOUSE = Path(os.environ.get("FITLAKE_WAREHOUSE") or DATA_ROOT / "warehouse" / "fitlake.duckdb").resolve()
+
+DBT_PROJECT_DIR = Path(os.environ.get("FITLAKE_DBT_PROJECT_DIR") or REPO_ROOT / "dbt_project").resolve()
+DBT_PROFILES_DIR = Path(os.environ.get("FITLAKE_DBT_PROFILES_DIR") or DBT_PROJECT_DIR).resolve()
+DBT_MANIFEST = Path(os.environ.get("FITLAKE_DBT_MANIFEST") or DBT_PROJECT_DIR / "target" / "manifest.json").resolve()
+DBT_TARGET = os.environ.get("FITLAKE_DBT_TARGET", "dev")
+# `dbt docs generate` writes here (not into target/, so the manifest Cosmos renders from is never rewritten
+# under a parsing DAG processor); the docs plugin serves this directory to logged-in users.
+DBT_DOCS_DIR = Path(os.environ.get("FITLAKE_DBT_DOCS_DIR") or DATA_ROOT / "dbt_docs").resolve()
+
+
+def _dbt_executable() -> str:
+    """The dbt next to the running interpreter (the project venv), unless FITLAKE_DBT_EXECUTABLE says otherwise."""
+    override = os.environ.get("FITLAKE_DBT_EXECUTABLE")
+    if override:
+        return override
+    return str(Path(sys.executable).parent / "dbt")
+
+
+DBT_EXECUTABLE = _dbt_executable()
+
+# Environment handed to every dbt invocation: the profile reads these (dbt_project/profiles.yml).
+DBT_ENV = {
+    "FITLAKE_WAREHOUSE": str(WAREHOUSE),
+    "FITLAKE_LANDING_ROOT": str(LANDING_ROOT),
+    "FITLAKE_DBT_TARGET": DBT_TARGET,
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+}
+
+# Landing tasks: transient failures (broker restart, SQL failover) are retried with exponential backoff.
+LANDING_RETRIES = int(os.environ.get("FITLAKE_LANDING_RETRIES", "3"))
+LANDING_RETRY_DELAY = timedelta(seconds=int(os.environ.get("FITLAKE_LANDING_RETRY_DELAY_SECONDS", "30")))
+LANDING_MAX_RETRY_DELAY = timedelta(minutes=10)

@@ -1,0 +1,107 @@
+"""Run-time pieces of the transformation DAG: the run plan, the selector gate and `dbt docs generate`.
+
+The Cosmos task graph is fixed at parse time (from the manifest). A run's Params act at run time:
+`plan` resolves the as-of date and, when a selector is given, asks dbt which models it matches
+(`dbt ls` here is run time, never parse time); every Cosmos task then checks the plan in its
+`pre_execute` hook and skips itself when its model is not selected. Cosmos tasks use the trigger
+rule `none_failed`, so a model downstream of a *skipped* one still runs, while a model downstream
+of a *failed* run or test is `upstream_failed`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from fitlake_common import config
+
+log = logging.getLogger(__name__)
+
+PLAN_TASK_ID = "plan"
+
+
+def resolve_as_of_date(override: str | None, dag_run) -> str:
+    """The Param when given (YYYY-MM-DD), else the run's logical date, else (asset-triggered runs) run_after."""
+    if override:
+        return date.fromisoformat(str(override).strip()).isoformat()
+    moment = getattr(dag_run, "logical_date", None) or dag_run.run_after
+    return moment.date().isoformat()
+
+
+def _dbt(args: list[str], target_path: Path) -> subprocess.CompletedProcess:
+    command = [config.DBT_EXECUTABLE, *args, "--project-dir", str(config.DBT_PROJECT_DIR),
+               "--profiles-dir", str(config.DBT_PROFILES_DIR), "--target-path", str(target_path)]
+    log.info("running %s", " ".join(command))
+    return subprocess.run(command, env={**os.environ, **config.DBT_ENV}, capture_output=True, text=True,
+                          cwd=config.DBT_PROJECT_DIR, check=False)
+
+
+def select_models(selector: str) -> list[str]:
+    """Names of the models a dbt selector matches (`dbt ls`, against a scratch target dir)."""
+    with tempfile.TemporaryDirectory(prefix="fitlake-ls-") as scratch:
+        partial = config.DBT_MANIFEST.parent / "partial_parse.msgpack"
+        if partial.exists():  # reuse the parse `make dbt-manifest` did: seconds instead of a full parse
+            shutil.copy(partial, Path(scratch) / partial.name)
+        done = _dbt(["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", selector],
+                    Path(scratch))
+    if done.returncode != 0:
+        raise ValueError(f"dbt could not resolve the selector {selector!r}:\n{done.stdout}\n{done.stderr}")
+    names = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"the selector {selector!r} matches no model; nothing would run")
+    return names
+
+
+def plan(params: dict, dag_run) -> dict:
+    """What this run does; every other task reads it from XCom."""
+    as_of_date = resolve_as_of_date(params.get("as_of_date"), dag_run)
+    selector = (params.get("select") or "").strip()
+    selected = select_models(selector) if selector else None
+    result = {"as_of_date": as_of_date, "full_refresh": bool(params.get("full_refresh")),
+              "select": selector or None, "models": selected}
+    log.info("plan: as_of_date=%s full_refresh=%s select=%s", as_of_date, result["full_refresh"], selector or "(all)")
+    if selected is not None:
+        log.info("selected models (%d): %s", len(selected), ", ".join(sorted(selected)))
+    return result
+
+
+def model_of_task(task_id: str) -> str:
+    """`dbt.users.run` -> `users` (Cosmos names each model's group after the model)."""
+    parts = task_id.split(".")
+    return parts[-2] if len(parts) >= 2 else parts[-1]
+
+
+def skip_unselected(context) -> None:
+    """pre_execute hook of every Cosmos task: honour the run's selector."""
+    run_plan = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID) or {}
+    models = run_plan.get("models")
+    model = model_of_task(context["task"].task_id)
+    if models is not None and model not in models:
+        raise AirflowSkipException(f"{model} is not selected by {run_plan.get('select')!r}")
+
+
+def docs_generate() -> str:
+    """`dbt docs generate` into FITLAKE_DBT_DOCS_DIR: index.html, manifest.json, catalog.json."""
+    started = time.monotonic()
+    docs_dir = config.DBT_DOCS_DIR
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    partial = config.DBT_MANIFEST.parent / "partial_parse.msgpack"
+    if partial.exists() and not (docs_dir / partial.name).exists():
+        shutil.copy(partial, docs_dir / partial.name)
+    done = _dbt(["docs", "generate"], docs_dir)
+    log.info("%s", done.stdout[-4000:])
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt docs generate failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr}")
+    catalog = json.loads((docs_dir / "catalog.json").read_text())
+    log.info("dbt docs: %d relations documented in %s (%.1fs); browse them from the Airflow menu 'dbt docs'",
+             len(catalog.get("nodes", {})), docs_dir, time.monotonic() - started)
+    return str(docs_dir)

@@ -1,0 +1,57 @@
+"""Task bodies of the landing DAGs: call the `ingestion` package, log its summary, publish the Asset.
+
+A task lands one entity (a SQL table or a Kafka topic). The run's Param picks which entities land;
+the others are skipped. An entity that yields no new rows is skipped too, so no Asset event is
+published and the transformation DAG is not woken up for nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from fitlake_common.assets import KAFKA_ASSETS, SQL_ASSETS
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+
+
+def chosen(param_value, entity: str) -> bool:
+    """A Param value of `all`, empty, a name, or a list of names selects `entity`."""
+    if param_value in (None, "", ALL):
+        return True
+    if isinstance(param_value, (list, tuple)):
+        return ALL in param_value or entity in param_value
+    return param_value == entity
+
+
+def land(source: str, entity: str, context) -> dict:
+    from ingestion.config import load_settings
+
+    asset = (SQL_ASSETS if source == "sql" else KAFKA_ASSETS)[entity]
+
+    choice = context["params"].get("table" if source == "sql" else "topic")
+    if not chosen(choice, entity):
+        raise AirflowSkipException(f"{source}:{entity} not chosen for this run (param: {choice!r})")
+
+    settings = load_settings()
+    if source == "sql":
+        from ingestion.land_sql import land_sql_tables
+
+        [summary] = land_sql_tables(settings, [entity])
+    else:
+        from ingestion.land_kafka import land_kafka_topics
+
+        [summary] = land_kafka_topics(settings, [entity])
+
+    log.info("landed %s", summary.line())
+    for path in summary.paths:
+        log.info("  file %s", path)
+    if summary.rows == 0:
+        raise AirflowSkipException(f"{source}:{entity}: nothing new to land; no Asset event published")
+    result = summary.as_dict()
+    result.pop("paths", None)  # file lists can be long: they are in the log, not in the Asset event
+    context["outlet_events"][asset].extra = result
+    return summary.as_dict()

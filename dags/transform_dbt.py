@@ -1,0 +1,71 @@
+"""Build the dbt project (bronze -> silver -> gold) with Cosmos whenever new data has landed."""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import or_
+
+from airflow.sdk import DAG, Param, task
+from cosmos import DbtTaskGroup
+
+from fitlake_common import config, cosmos_config, dbt_runtime
+from fitlake_common.assets import ALL_LANDING_ASSETS
+
+DOC = """
+### Transform with dbt (bronze -> silver -> gold on DuckDB)
+Runs when any landing Asset gets an event (or by hand). The dbt project is rendered by Cosmos from
+`dbt_project/target/manifest.json` (built by `make dbt-manifest`): one task group per model, its
+`run` then its `test`. A failing error-level test fails that group and every model downstream is
+`upstream_failed` (gold is never rebuilt from silver that failed its tests); unrelated branches go on.
+Finally `dbt docs generate` refreshes the docs (menu **Browse > dbt docs**, login required).
+
+* **as_of_date**: the run's logical date (asset-triggered runs: the time the run was queued), or the Param.
+* **full_refresh** rebuilds incremental models; **select** is a dbt selector (e.g. `+gym_summary`,
+  `tag:silver`): tasks of models it does not match are skipped.
+* Concurrency: DuckDB lets one process open the file read-write and then refuses every other process,
+  even readers. So every task that opens the warehouse runs in the one-slot pool `duckdb_warehouse`,
+  and `max_active_runs=1` keeps a second run from queueing its tasks between this run's.
+"""
+
+RUN_PLAN = "ti.xcom_pull(task_ids='" + dbt_runtime.PLAN_TASK_ID + "')"
+
+with DAG(
+    dag_id="transform_dbt",
+    schedule=reduce(or_, ALL_LANDING_ASSETS),  # any landing Asset
+    catchup=False,
+    max_active_runs=1,
+    tags=["fitlake", "dbt", "transform"],
+    doc_md=DOC,
+    params={
+        "full_refresh": Param(False, type="boolean", description="Rebuild incremental models from scratch"),
+        "select": Param("", type="string", description="dbt selector; empty builds everything"),
+        "as_of_date": Param(None, type=["null", "string"], format="date", description="Default: logical date"),
+    },
+    default_args={"owner": config.OWNER, "retries": 0},
+):
+
+    @task(task_id=dbt_runtime.PLAN_TASK_ID)
+    def plan(params: dict, dag_run=None) -> dict:
+        return dbt_runtime.plan(params, dag_run)
+
+    dbt = DbtTaskGroup(
+        group_id="dbt",
+        project_config=cosmos_config.PROJECT_CONFIG,
+        profile_config=cosmos_config.PROFILE_CONFIG,
+        execution_config=cosmos_config.EXECUTION_CONFIG,
+        render_config=cosmos_config.RENDER_CONFIG,
+        operator_args={
+            "pool": config.WAREHOUSE_POOL,
+            "trigger_rule": "none_failed",  # run after skipped (unselected) models, never after failed ones
+            "pre_execute": dbt_runtime.skip_unselected,
+            "full_refresh": "{{ " + RUN_PLAN + "['full_refresh'] }}",
+            "vars": {"as_of_date": "{{ " + RUN_PLAN + "['as_of_date'] }}"},
+            "install_deps": False,
+        },
+    )
+
+    @task(pool=config.WAREHOUSE_POOL)
+    def docs_generate() -> str:
+        return dbt_runtime.docs_generate()
+
+    plan() >> dbt >> docs_generate()
