@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pyodbc
 
@@ -124,6 +125,21 @@ def create_source_tables(conn: pyodbc.Connection, dialect: SqlDialect, schema: s
         conn.commit()
 
 
+@contextmanager
+def _one_transaction(conn: pyodbc.Connection):
+    """Run a batch of statements as one transaction (in autocommit mode SQLite would fsync every row)."""
+    was_autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        yield
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = was_autocommit
+
+
 def insert_rows(
     conn: pyodbc.Connection,
     dialect: SqlDialect,
@@ -150,9 +166,10 @@ def insert_rows(
         prepared.append(row)
     if not prepared:
         return 0
-    cursor = conn.cursor()
-    cursor.fast_executemany = dialect.name == "sqlserver"
-    cursor.executemany(sql, prepared)
+    with _one_transaction(conn):
+        cursor = conn.cursor()
+        cursor.fast_executemany = dialect.name == "sqlserver"
+        cursor.executemany(sql, prepared)
     return len(prepared)
 
 
@@ -168,5 +185,6 @@ def set_gym_logout(conn, dialect: SqlDialect, schema: str, updates: Iterable[Seq
         for lo, m, mac, gym, li in updates
     ]
     if prepared:
-        conn.cursor().executemany(sql, prepared)
+        with _one_transaction(conn):
+            conn.cursor().executemany(sql, prepared)
     return len(prepared)

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ingestion.config import load_settings
@@ -38,8 +38,8 @@ def cmd_stack(args, settings) -> int:
 
 def cmd_land(args, settings) -> int:
     if args.source == "sql":
-        from ingestion.land_sql import SOURCE_TABLES, land_sql_table
         from ingestion.errors import ConfigError
+        from ingestion.land_sql import SOURCE_TABLES, land_sql_table
 
         names = args.table or list(SOURCE_TABLES)
         unknown = [n for n in names if n not in SOURCE_TABLES]
@@ -68,29 +68,31 @@ def cmd_land(args, settings) -> int:
 def cmd_simulate(args, settings) -> int:
     from ingestion import simulate
 
+    rates = simulate.SimulationRates(
+        redelivered=args.redelivered, out_of_order=args.out_of_order, late=args.late, malformed=args.malformed,
+    )
+    start = args.start or simulate.default_start(args.days, datetime.now(UTC))
     update, close = _progress_bar("simulate", "events")
     try:
-        summary = simulate.simulate(
-            settings, members=args.members, gyms=args.gyms, days=args.days, seed=args.seed,
-            start=args.start, progress=update,
-        )
+        summary = simulate.simulate(settings, members=args.members, gyms=args.gyms, days=args.days,
+                                    seed=args.seed, start=start, rates=rates, progress=update)
     finally:
         close()
-    print(summary.line() if hasattr(summary, "line") else summary)
+    if args.json:  # the summary itself is logged by the simulator
+        print(json.dumps(summary.as_dict(), indent=2, default=str))
     return 0
 
 
 def cmd_replay(args, settings) -> int:
     from ingestion import replay
 
-    summary = replay.replay(settings, [Path(p) for p in args.paths])
-    print(summary.line() if hasattr(summary, "line") else summary)
+    replay.replay(settings, [Path(p) for p in args.paths])  # logs what it loaded
     return 0
 
 
 def _utc(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--gyms", type=int, default=5)
     sim.add_argument("--days", type=int, default=1)
     sim.add_argument("--seed", type=int, default=42)
-    sim.add_argument("--start", type=_utc, default=None, help="UTC start of simulated time (ISO-8601)")
+    sim.add_argument("--start", type=_utc, default=None,
+                     help="UTC start of simulated time (ISO-8601); default: midnight, DAYS+1 days ago")
+    sim.add_argument("--redelivered", type=float, default=0.01, help="share of messages produced twice")
+    sim.add_argument("--out-of-order", type=float, default=0.02, help="share of messages moved later")
+    sim.add_argument("--late", type=float, default=0.005, help="share of messages produced hours late")
+    sim.add_argument("--malformed", type=float, default=0.002, help="share of messages made malformed")
+    sim.add_argument("--json", action="store_true", help="also print the summary as JSON")
     sim.set_defaults(run=cmd_simulate)
 
     rep = commands.add_parser("replay", help="load recorded data sets (CSV per table, JSON-lines envelopes)")

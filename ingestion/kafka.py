@@ -86,7 +86,7 @@ def ensure_topics(settings: Settings, topics=None, partitions: int | None = None
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions or settings.kafka_partitions, replication_factor=1) for t in missing]
     )
-    for topic, future in futures.items():
+    for future in futures.values():
         try:
             future.result(timeout=30)
         except KafkaException as exc:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pyarrow as pa
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -119,8 +119,9 @@ class _PartitionBuffer:
 def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
     for attempt in range(1, settings.connect_retries + 1):
         try:
-            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=settings.kafka_timeout_seconds,
-                                                  cached=False)
+            return consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=settings.kafka_timeout_seconds, cached=False
+            )
         except KafkaException as exc:
             if attempt == settings.connect_retries:
                 raise SourceUnreachable(

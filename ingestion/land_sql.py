@@ -15,15 +15,16 @@ import logging
 import shutil
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingestion import azure_sql
 from ingestion.config import Settings
+from ingestion.errors import ConfigError
 from ingestion.parquet_sink import ParquetFile, fsync_directory, publish
 from ingestion.source_tables import SOURCE_TABLES, SourceTable
 from ingestion.sql_dialects import SqlDialect
@@ -36,7 +37,6 @@ from ingestion.state import (
     write_json_atomic,
 )
 from ingestion.summary import LandingSummary
-from ingestion.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _rows_to_batch(rows: list, table: SourceTable, dialect: SqlDialect) -> pa.Re
 
 
 def _as_utc_naive(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 class _OverlapWindow:
@@ -132,7 +132,7 @@ def land_sql_table(
                     return summary
                 window.prune()
                 sequence = (previous.sequence + 1) if previous else 1
-                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
                 commit = {
                     "table": table.name,
                     "sequence": sequence,
@@ -142,7 +142,7 @@ def land_sql_table(
                     "previous_watermark": old_watermark.isoformat() if old_watermark else None,
                     "overlap_seconds": settings.sql_overlap.total_seconds(),
                     "overlap_hashes": window.as_json(),
-                    "extracted_at": datetime.now(timezone.utc).isoformat(),
+                    "extracted_at": datetime.now(UTC).isoformat(),
                 }
                 write_json_atomic(work_dir / COMMIT_FILE, commit)
                 fsync_directory(work_dir)
@@ -150,7 +150,7 @@ def land_sql_table(
                 publish(work_dir, final_dir)
                 summary.paths = [str(final_dir / p.name) for p in files]
                 summary.detail["watermark"] = commit["watermark"]
-                summary.detail["batch"] = final_dir.name
+                summary.detail["dir"] = final_dir.name
             except BaseException:
                 shutil.rmtree(work_dir, ignore_errors=True)
                 raise
@@ -203,8 +203,10 @@ def _write_batches(cursor, table, dialect, settings, work_dir: Path, window: _Ov
         floor = window.floor()
         in_window = pc.indices_nonzero(pc.greater_equal(batch.column(watermark_index),
                                                         pa.scalar(floor, watermarks.type)))
-        for i in in_window.to_pylist():
-            window.add(_row_hash(rows[i]), _as_utc_naive(batch.column(watermark_index)[i].as_py()))
+        if len(in_window):
+            window_values = pc.take(batch.column(watermark_index), in_window).to_pylist()
+            for i, value in zip(in_window.to_pylist(), window_values):
+                window.add(_row_hash(rows[i]), _as_utc_naive(value))
         if len(window.entries) > 100_000:
             window.prune()
         if batch.num_rows == 0:

@@ -19,10 +19,10 @@ import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ingestion.errors import LandingError
 from ingestion.parquet_sink import fsync_directory

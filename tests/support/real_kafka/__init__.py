@@ -42,8 +42,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional
 
 __all__ = [
     "KAFKA_VERSION",
@@ -219,7 +219,7 @@ logger.authorizer.name = kafka.authorizer.logger
 logger.authorizer.level = WARN
 """
 
-_live_brokers: "set[RealKafkaBroker]" = set()
+_live_brokers: set[RealKafkaBroker] = set()
 
 
 @atexit.register
@@ -241,22 +241,22 @@ class RealKafkaBroker:
         self,
         workdir: Path,
         partitions_default: int = 3,
-        extra_props: Optional[Mapping[str, object]] = None,
+        extra_props: Mapping[str, object] | None = None,
         startup_timeout: float = 90.0,
         stop_grace: float = 20.0,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.partitions_default = partitions_default
-        self.extra_props: Dict[str, str] = {k: str(v) for k, v in (extra_props or {}).items()}
+        self.extra_props: dict[str, str] = {k: str(v) for k, v in (extra_props or {}).items()}
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
-        self.port: Optional[int] = None
-        self.controller_port: Optional[int] = None
-        self.cluster_id: Optional[str] = None
+        self.port: int | None = None
+        self.controller_port: int | None = None
+        self.cluster_id: str | None = None
         self.log_path = self.workdir / "kafka.log"
         self.config_path = self.workdir / "server.properties"
         self.data_dir = self.workdir / "data"
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: subprocess.Popen | None = None
         self._log_file = None
 
     # ---- public -----------------------------------------------------------
@@ -268,13 +268,13 @@ class RealKafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> "RealKafkaBroker":
+    def start(self) -> RealKafkaBroker:
         if self.is_running():
             return self
         libs = ensure_kafka_jars()
@@ -283,8 +283,8 @@ class RealKafkaBroker:
             raise KafkaSetupError("'java' (17+) is not on PATH; the Kafka broker needs it")
         self.workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        last_err: Optional[Exception] = None
-        for attempt in range(3):  # retry only on a lost port race
+        last_err: Exception | None = None
+        for _attempt in range(3):  # retry only on a lost port race
             try:
                 self._start_once(java, libs)
                 _log(f"Kafka {KAFKA_VERSION} ready at {self.bootstrap} "
@@ -318,7 +318,7 @@ class RealKafkaBroker:
         except OSError:
             return "<no log>"
 
-    def __enter__(self) -> "RealKafkaBroker":
+    def __enter__(self) -> RealKafkaBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -334,7 +334,7 @@ class RealKafkaBroker:
             "-cp", f"{libs}/*", main, *args,
         ]
 
-    def _server_properties(self) -> Dict[str, str]:
+    def _server_properties(self) -> dict[str, str]:
         p, c = self.port, self.controller_port
         props = {
             "process.roles": "broker,controller",
@@ -406,7 +406,7 @@ class RealKafkaBroker:
 
         deadline = time.monotonic() + self.startup_timeout
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": _quiet_logger})
-        last_err: Optional[BaseException] = None
+        last_err: BaseException | None = None
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
                 code = self._proc.returncode if self._proc else None
@@ -443,7 +443,7 @@ _quiet_logger.propagate = False
 def start_real_kafka(
     workdir: Path,
     partitions_default: int = 3,
-    extra_props: Optional[Mapping[str, object]] = None,
+    extra_props: Mapping[str, object] | None = None,
     startup_timeout: float = 90.0,
 ) -> Iterator[RealKafkaBroker]:
     """Start a broker in ``workdir``; yield it (``.bootstrap``); stop it on exit."""
