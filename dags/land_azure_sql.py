@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
-
 from fitlake_common import config
 from fitlake_common.assets import SQL_ASSETS, SQL_TABLES
 from fitlake_common.landing import ALL, land

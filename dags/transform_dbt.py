@@ -7,7 +7,6 @@ from operator import or_
 
 from airflow.sdk import DAG, Param, task
 from cosmos import DbtTaskGroup
-
 from fitlake_common import config, cosmos_config, dbt_runtime
 from fitlake_common.assets import ALL_LANDING_ASSETS
 
@@ -63,6 +62,8 @@ with DAG(
             "install_deps": False,
         },
     )
+
+    cosmos_config.gate_detached_tests(dbt)
 
     @task(pool=config.WAREHOUSE_POOL)
     def docs_generate() -> str:

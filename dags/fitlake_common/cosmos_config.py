@@ -32,9 +32,40 @@ EXECUTION_CONFIG = ExecutionConfig(
 )
 
 # One task group per model: `run` then its tests; a failing test stops exactly the models downstream.
+# A test with several parents (relationships) cannot run right after one of them (the other may not
+# exist yet), so Cosmos gives it its own task after all its parents; `gate_detached_tests` then makes
+# the children of those parents wait for it, so it is a gate like the per-model tests.
 RENDER_CONFIG = RenderConfig(
     load_method=LoadMode.DBT_MANIFEST,
     test_behavior=TestBehavior.AFTER_EACH,
+    should_detach_multiple_parents_tests=True,
     emit_datasets=False,
     enable_mock_profile=False,
 )
+
+
+def gate_detached_tests(group) -> list[str]:
+    """Make every model downstream of a detached (multi-parent) test's parents wait for that test.
+
+    Returns the ids of the detached test tasks. A child that is itself upstream of the test (one parent
+    refs the other) is left alone, which keeps the graph acyclic.
+    """
+    tasks = {task.task_id: task for task in group.iter_tasks()} if hasattr(group, "iter_tasks") else {}
+    if not tasks:
+        tasks = {t.task_id: t for t in _walk(group)}
+    detached = [t for tid, t in tasks.items() if tid.count(".") == 1 and tid.endswith("_test")]
+    for test in detached:
+        ancestors = test.get_flat_relative_ids(upstream=True)
+        for parent_id in list(test.upstream_task_ids):
+            for child_id in tasks[parent_id].downstream_task_ids:
+                if child_id.endswith(".run") and child_id not in ancestors and child_id in tasks:
+                    test >> tasks[child_id]
+    return [t.task_id for t in detached]
+
+
+def _walk(group):
+    for child in group.children.values():
+        if hasattr(child, "children"):
+            yield from _walk(child)
+        else:
+            yield child

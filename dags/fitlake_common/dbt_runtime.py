@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from datetime import date
@@ -37,12 +36,22 @@ def resolve_as_of_date(override: str | None, dag_run) -> str:
     return moment.date().isoformat()
 
 
-def _dbt(args: list[str], target_path: Path) -> subprocess.CompletedProcess:
-    command = [config.DBT_EXECUTABLE, *args, "--project-dir", str(config.DBT_PROJECT_DIR),
-               "--profiles-dir", str(config.DBT_PROFILES_DIR), "--target-path", str(target_path)]
-    log.info("running %s", " ".join(command))
-    return subprocess.run(command, env={**os.environ, **config.DBT_ENV}, capture_output=True, text=True,
-                          cwd=config.DBT_PROJECT_DIR, check=False)
+def _dbt(args: list[str], target_path: Path):
+    """Invoke dbt in this process (dbtRunner), like the Cosmos tasks do.
+
+    In-process matters: dbt-duckdb keeps the warehouse open until the process exits, so under
+    `airflow dags test` (every task in one process) a dbt *subprocess* would find the file locked.
+    """
+    from dbt.cli.main import dbtRunner
+
+    os.environ.update(config.DBT_ENV)
+    command = [*args, "--project-dir", str(config.DBT_PROJECT_DIR), "--profiles-dir", str(config.DBT_PROFILES_DIR),
+               "--target-path", str(target_path)]
+    log.info("dbt %s", " ".join(command))
+    result = dbtRunner().invoke(command)
+    if not result.success:
+        raise RuntimeError(f"dbt {args[0]} failed: {result.exception or 'see the log above'}")
+    return result
 
 
 def select_models(selector: str) -> list[str]:
@@ -51,11 +60,12 @@ def select_models(selector: str) -> list[str]:
         partial = config.DBT_MANIFEST.parent / "partial_parse.msgpack"
         if partial.exists():  # reuse the parse `make dbt-manifest` did: seconds instead of a full parse
             shutil.copy(partial, Path(scratch) / partial.name)
-        done = _dbt(["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", selector],
-                    Path(scratch))
-    if done.returncode != 0:
-        raise ValueError(f"dbt could not resolve the selector {selector!r}:\n{done.stdout}\n{done.stderr}")
-    names = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+        try:
+            result = _dbt(["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", selector],
+                          Path(scratch))
+        except RuntimeError as exc:
+            raise ValueError(f"dbt could not resolve the selector {selector!r}: {exc}") from None
+    names = sorted({str(name).strip() for name in result.result or [] if str(name).strip()})
     if not names:
         raise ValueError(f"the selector {selector!r} matches no model; nothing would run")
     return names
@@ -63,6 +73,7 @@ def select_models(selector: str) -> list[str]:
 
 def plan(params: dict, dag_run) -> dict:
     """What this run does; every other task reads it from XCom."""
+    config.WAREHOUSE.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its directory
     as_of_date = resolve_as_of_date(params.get("as_of_date"), dag_run)
     selector = (params.get("select") or "").strip()
     selected = select_models(selector) if selector else None
@@ -80,13 +91,20 @@ def model_of_task(task_id: str) -> str:
     return parts[-2] if len(parts) >= 2 else parts[-1]
 
 
+def models_of_task(task) -> set[str]:
+    """The model a Cosmos task builds or tests; for a detached multi-parent test, its parent models."""
+    if task.task_id.count(".") == 1 and task.task_id.endswith("_test"):
+        return {model_of_task(upstream) for upstream in task.upstream_task_ids}
+    return {model_of_task(task.task_id)}
+
+
 def skip_unselected(context) -> None:
     """pre_execute hook of every Cosmos task: honour the run's selector."""
     run_plan = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID) or {}
-    models = run_plan.get("models")
-    model = model_of_task(context["task"].task_id)
-    if models is not None and model not in models:
-        raise AirflowSkipException(f"{model} is not selected by {run_plan.get('select')!r}")
+    selected = run_plan.get("models")
+    models = models_of_task(context["task"])
+    if selected is not None and not models & set(selected):
+        raise AirflowSkipException(f"{', '.join(sorted(models))} not selected by {run_plan.get('select')!r}")
 
 
 def docs_generate() -> str:
@@ -97,10 +115,7 @@ def docs_generate() -> str:
     partial = config.DBT_MANIFEST.parent / "partial_parse.msgpack"
     if partial.exists() and not (docs_dir / partial.name).exists():
         shutil.copy(partial, docs_dir / partial.name)
-    done = _dbt(["docs", "generate"], docs_dir)
-    log.info("%s", done.stdout[-4000:])
-    if done.returncode != 0:
-        raise RuntimeError(f"dbt docs generate failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr}")
+    _dbt(["docs", "generate"], docs_dir)
     catalog = json.loads((docs_dir / "catalog.json").read_text())
     log.info("dbt docs: %d relations documented in %s (%.1fs); browse them from the Airflow menu 'dbt docs'",
              len(catalog.get("nodes", {})), docs_dir, time.monotonic() - started)

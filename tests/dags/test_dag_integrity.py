@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fitlake_common.assets import KAFKA_TOPICS, SQL_TABLES
 
 HERE = Path(__file__).resolve().parent
