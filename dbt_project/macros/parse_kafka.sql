@@ -20,8 +20,8 @@
             source_file,
             key as raw_key,
             value as raw_value,
-            -- try(): a malformed value yields null instead of failing the statement
-            coalesce(try(json_type(value)) = 'OBJECT', false) as is_object,
+            -- one JSON parse per message; try(): a malformed value yields null instead of
+            -- failing the statement
             try(json_extract_string(value, [{% for f in fields %}'$.{{ f }}'{{ ', ' if not loop.last }}{% endfor %}])) as fields
         from {{ relation }}
         where topic = '{{ topic }}'
@@ -30,8 +30,10 @@
 {% macro _json_reject(fields_checks) -%}
             case
                 when raw_value is null then 'null value'
-                when not json_valid(raw_value) then 'malformed json'
-                when not is_object then 'payload is not a json object'
+                when fields is null then 'malformed json'
+                -- evaluated only for the few rows without a first key field
+                when fields[1] is null and coalesce(try(json_type(raw_value)), '') <> 'OBJECT'
+                    then 'payload is not a json object'
                 {%- for condition, reason in fields_checks %}
                 when {{ condition }} then '{{ reason }}'
                 {%- endfor %}
@@ -72,7 +74,7 @@
     )
 
     select
-        * exclude (fields, is_object, dob_text),
+        * exclude (fields, dob_text),
         {{ _json_reject([
             ('fields[1] is null', 'missing user_id'),
             ('user_id is null', 'invalid user_id'),
@@ -110,7 +112,7 @@
     )
 
     select
-        * exclude (fields, is_object),
+        * exclude (fields),
         {{ _json_reject([
             ('fields[1] is null', 'missing user_id'),
             ('user_id is null', 'invalid user_id'),
@@ -148,7 +150,7 @@
     )
 
     select
-        * exclude (fields, is_object),
+        * exclude (fields),
         {{ _json_reject([
             ('fields[1] is null', 'missing device_id'),
             ('device_id is null', 'invalid device_id'),

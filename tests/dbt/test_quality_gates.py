@@ -58,14 +58,16 @@ def test_docs_generate_and_lineage_bronze_silver_gold(dbt: Dbt) -> None:
 
     assert "model.fitlake.workout_bpm" in parents["model.fitlake.workout_bpm_summary"]
     assert "model.fitlake.heart_rate" in parents["model.fitlake.workout_bpm"]
-    assert "model.fitlake.kafka_multiplex_bz" in parents["model.fitlake.heart_rate"]
+    assert "model.fitlake.bpm_events" in parents["model.fitlake.heart_rate"]
+    assert "model.fitlake.kafka_multiplex_bz" in parents["model.fitlake.bpm_events"]
     assert "source.fitlake.landing.kafka" in parents["model.fitlake.kafka_multiplex_bz"]
     assert {"source.fitlake.landing.registered_users", "source.fitlake.landing.gym_logins",
             "source.fitlake.landing.kafka"} <= upstream("model.fitlake.gym_summary")
     layers = {n["name"]: n["schema"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     assert {layers[m] for m in ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz", "date_lookup")} == {"bronze"}
     assert {layers[m] for m in ("users", "gym_logs", "user_profile", "workouts", "heart_rate", "user_bins",
-                                "completed_workouts", "workout_bpm", "quarantine")} == {"silver"}
+                                "completed_workouts", "workout_bpm", "quarantine", "user_info_events",
+                                "workout_events", "bpm_events")} == {"silver"}
     assert {layers[m] for m in ("workout_bpm_summary", "gym_summary")} == {"gold"}
     # every model and column is described
     for node in manifest["nodes"].values():

@@ -17,22 +17,14 @@
 
 with
 
--- only messages loaded since the last run: the merge then compares just these keys
-new_messages as (
+-- only readings loaded since the last run: the merge then compares just these keys
+new_readings as (
 
     select *
-    from {{ ref('kafka_multiplex_bz') }}
+    from {{ ref('bpm_events') }}
     where
-        topic = 'bpm'
-        {%- if is_incremental() %}
-        and load_time > (select coalesce(max(load_time), '-infinity'::timestamp) from {{ this }})
-        {%- endif %}
-
-),
-
-parsed as (
-
-    select * from {{ parse_bpm('new_messages') }}
+        reject_reason is null
+        and {{ loaded_since_last_run() }}
 
 ),
 
@@ -46,8 +38,7 @@ readings as (
         arg_max_null(heartrate, {'p': kafka_partition, 'o': kafka_offset}) as heartrate,
         max({'p': kafka_partition, 'o': kafka_offset}) as delivery,
         arg_max(load_time, {'p': kafka_partition, 'o': kafka_offset}) as load_time
-    from parsed
-    where reject_reason is null
+    from new_readings
     group by device_id, "time"
 
 ),

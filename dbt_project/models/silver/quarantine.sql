@@ -4,15 +4,55 @@
     )
 }}
 
-
+{%- set kafka_watermark = "w.source_table = 'kafka_multiplex_bz'" %}
 
 with
 
-new_messages as (
+rejected_user_info as (
 
-    select *
+    select 'user_info' as topic, *
+    from {{ ref('user_info_events') }}
+    where
+        reject_reason is not null
+        and {{ loaded_since_last_run(kafka_watermark) }}
+
+),
+
+rejected_workout as (
+
+    select 'workout' as topic, *
+    from {{ ref('workout_events') }}
+    where
+        reject_reason is not null
+        and {{ loaded_since_last_run(kafka_watermark) }}
+
+),
+
+rejected_bpm as (
+
+    select 'bpm' as topic, *
+    from {{ ref('bpm_events') }}
+    where
+        reject_reason is not null
+        and {{ loaded_since_last_run(kafka_watermark) }}
+
+),
+
+unknown_topics as (
+
+    select
+        topic,
+        "partition" as kafka_partition,
+        "offset" as kafka_offset,
+        key as raw_key,
+        value as raw_value,
+        'unknown topic' as reject_reason,
+        load_time,
+        source_file
     from {{ ref('kafka_multiplex_bz') }}
-    where {{ loaded_since_last_run("w.source_table = 'kafka_multiplex_bz'") }}
+    where
+        topic not in ('user_info', 'workout', 'bpm')
+        and {{ loaded_since_last_run(kafka_watermark) }}
 
 ),
 
@@ -32,58 +72,28 @@ new_gym_logins as (
 
 ),
 
-user_info as (
-
-    select 'user_info' as topic, * from {{ parse_user_info('new_messages') }}
-
-),
-
-workout as (
-
-    select 'workout' as topic, * from {{ parse_workout('new_messages') }}
-
-),
-
-bpm as (
-
-    select 'bpm' as topic, * from {{ parse_bpm('new_messages') }}
-
-),
-
 rejected_messages as (
 
     select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
-    from user_info
-    where reject_reason is not null
+    from rejected_user_info
 
     union all
 
     select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
-    from workout
-    where reject_reason is not null
+    from rejected_workout
 
     union all
 
     select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
-    from bpm
-    where reject_reason is not null
+    from rejected_bpm
 
     union all
 
-    select
-        topic,
-        "partition" as kafka_partition,
-        "offset" as kafka_offset,
-        key as raw_key,
-        value as raw_value,
-        'unknown topic' as reject_reason,
-        load_time,
-        source_file
-    from new_messages
-    where topic not in ('user_info', 'workout', 'bpm')
+    select * from unknown_topics
 
 ),
 
+-- the same rules as users: a version without its key fields cannot be used
 rejected_registered_users as (
 
     select
@@ -101,6 +111,7 @@ rejected_registered_users as (
 
 ),
 
+-- the same rules as gym_logs: key fields present, a logout after the login
 rejected_gym_logins as (
 
     select

@@ -42,7 +42,9 @@ with
 
 events as (
 
-    select * from {{ ref('user_cdc_events') }}
+    select *
+    from {{ ref('user_info_events') }}
+    where reject_reason is null
 
 ),
 

@@ -11,21 +11,13 @@
 
 with
 
-new_messages as (
+new_events as (
 
     select *
-    from {{ ref('kafka_multiplex_bz') }}
+    from {{ ref('workout_events') }}
     where
-        topic = 'workout'
-        {%- if is_incremental() %}
-        and load_time > (select coalesce(max(load_time), '-infinity'::timestamp) from {{ this }})
-        {%- endif %}
-
-),
-
-parsed as (
-
-    select * from {{ parse_workout('new_messages') }}
+        reject_reason is null
+        and {{ loaded_since_last_run() }}
 
 ),
 
@@ -40,8 +32,7 @@ distinct_events as (
         action,
         session_id,
         min(load_time) as load_time
-    from parsed
-    where reject_reason is null
+    from new_events
     group by user_id, workout_id, "time", action, session_id
 
 ),

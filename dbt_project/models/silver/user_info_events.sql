@@ -1,0 +1,51 @@
+{{ config(incremental_strategy='append') }}
+
+with
+
+-- every bronze message of the topic loaded since the last run; each one yields a row here,
+-- so the watermark never lags
+new_messages as (
+
+    select *
+    from {{ ref('kafka_multiplex_bz') }}
+    where
+        topic = 'user_info'
+        and {{ loaded_since_last_run() }}
+
+),
+
+parsed as (
+
+    select * from {{ parse_user_info('new_messages') }}
+
+),
+
+final as (
+
+    select
+        user_id,
+        update_type,
+        event_at,
+        dob,
+        sex,
+        gender,
+        first_name,
+        last_name,
+        street_address,
+        city,
+        state,
+        zip,
+        reject_reason,
+        kafka_partition,
+        kafka_offset,
+        broker_timestamp,
+        -- the raw record is kept for rejected messages only (bronze keeps all of them)
+        case when reject_reason is not null then raw_key end as raw_key,
+        case when reject_reason is not null then raw_value end as raw_value,
+        load_time,
+        source_file
+    from parsed
+
+)
+
+select * from final
