@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ingestion.config import Settings
@@ -59,45 +60,60 @@ def _as_text(raw: list) -> pa.Array:
 
 @dataclass
 class _PartitionBuffer:
+    """Messages of one partition waiting to be written, and the file they are written to.
+
+    Message objects are kept as they come and unpacked column by column at
+    flush time: one list append per message keeps the consume loop cheap.
+    """
+
     topic: str
     partition: int
     directory: object
     max_bytes: int
-    offsets: list = field(default_factory=list)
-    timestamps: list = field(default_factory=list)
-    keys: list = field(default_factory=list)
-    values: list = field(default_factory=list)
+    messages: list = field(default_factory=list)
     file: ParquetFile | None = None
     file_first: int | None = None
     file_last: int | None = None
     published: list = field(default_factory=list)
     bytes: int = 0
-    pending_bytes: int = 0
+    rows: int = 0
+    average_value_bytes: float = 0.0
 
-    @property
-    def flush_bytes(self) -> int:
-        return min(FLUSH_BYTES, self.max_bytes)
+    def __post_init__(self):
+        self.flush_bytes = min(FLUSH_BYTES, self.max_bytes)
+
+    def should_flush(self) -> bool:
+        pending = len(self.messages)
+        if not self.average_value_bytes and pending:
+            self.average_value_bytes = max(1, len(self.messages[0].value() or b""))
+        return pending >= FLUSH_MESSAGES or pending * self.average_value_bytes >= self.flush_bytes
 
     def flush(self) -> None:
-        if not self.offsets:
+        messages = self.messages
+        if not messages:
             return
-        n = len(self.offsets)
-        micros = pa.array(self.timestamps, pa.int64())
+        n = len(messages)
+        offsets = [m.offset() for m in messages]
+        millis = [m.timestamp()[1] for m in messages]
+        values = [m.value() for m in messages]
+        micros = pc.multiply(pa.array([t if t >= 0 else None for t in millis], pa.int64()), 1000)
+        values_text = _as_text(values)
         batch = pa.RecordBatch.from_arrays([
             pa.repeat(pa.scalar(self.topic, pa.string()), n),
             pa.repeat(pa.scalar(self.partition, pa.int32()), n),
-            pa.array(self.offsets, pa.int64()),
+            pa.array(offsets, pa.int64()),
             micros.cast(pa.timestamp("us")),
-            _as_text(self.keys),
-            _as_text(self.values),
+            _as_text([m.key() for m in messages]),
+            values_text,
         ], schema=KAFKA_LANDING_SCHEMA)
+        self.average_value_bytes = max(1.0, values_text.nbytes / n)
         if self.file is None:
             self.file = ParquetFile(self.directory, KAFKA_LANDING_SCHEMA)
-            self.file_first = self.offsets[0]
+            self.file_first = offsets[0]
         self.file.write(batch)
-        self.file_last = self.offsets[-1]
-        self.offsets, self.timestamps, self.keys, self.values = [], [], [], []
-        self.pending_bytes = 0
+        self.file_last = offsets[-1]
+        self.rows += n
+        self.messages = []
         if self.file.bytes_written >= self.max_bytes:
             self.publish()
 
@@ -215,6 +231,7 @@ def land_kafka_topic(
         finally:
             consumer.close()
     for p, buffer in sorted(buffers.items()):
+        summary.rows += buffer.rows
         summary.files += len(buffer.published)
         summary.bytes += buffer.bytes
         summary.paths += [str(path) for path in buffer.published]
@@ -241,11 +258,11 @@ def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, summary, p
                 )
             continue
         last_message_at = time.monotonic()
-        landed = 0
+        touched = set()
         for message in messages:
-            p = message.partition()
             error = message.error()
             if error is not None:
+                p = message.partition()
                 if error.code() == KafkaError._PARTITION_EOF:
                     if p in remaining:
                         remaining.discard(p)
@@ -255,25 +272,23 @@ def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, summary, p
                 else:
                     log.warning("%s: retriable consumer error: %s", topic, error)
                 continue
-            offset = message.offset()
-            if p not in remaining or offset >= ends[p]:
-                continue
+            p = message.partition()
+            if p in remaining:
+                buffers[p].messages.append(message)
+                touched.add(p)
+        landed = 0
+        for p in touched:
             buffer = buffers[p]
-            buffer.offsets.append(offset)
-            kind, millis = message.timestamp()
-            buffer.timestamps.append(millis * 1000 if millis >= 0 else None)
-            buffer.keys.append(message.key())
-            value = message.value()
-            buffer.values.append(value)
-            if value:
-                buffer.pending_bytes += len(value)
-            landed += 1
-            if offset >= ends[p] - 1:
-                remaining.discard(p)
-                consumer.incremental_unassign([TopicPartition(topic, p)])
-            if len(buffer.offsets) >= FLUSH_MESSAGES or buffer.pending_bytes >= buffer.flush_bytes:
+            end = ends[p]
+            if buffer.messages[-1].offset() >= end - 1:
+                # This batch reached the end fixed at start: keep nothing past it.
+                buffer.messages = [m for m in buffer.messages if m.offset() < end]
+                if p in remaining:
+                    remaining.discard(p)
+                    consumer.incremental_unassign([TopicPartition(topic, p)])
+            if buffer.should_flush():
+                landed += len(buffer.messages)
                 buffer.flush()
-        summary.rows += landed
         if progress and landed:
             progress(landed)
 
