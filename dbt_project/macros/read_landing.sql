@@ -1,32 +1,39 @@
 {#-
+    Reading the landing zone.
+
+    landing_files(source_name, table_name, loaded_relation=none)
+        The landing files of a source table, resolved with DuckDB's glob() when the model runs
+        (so an empty directory is simply an empty list, not "No files found"). With
+        `loaded_relation` (the bronze table itself, on incremental runs) only files whose path is
+        not yet in its `source_file`: files are immutable, so a rerun adds nothing.
+
+    read_landing_files(source_name, table_name, files)
+        A parenthesised select over `files` with the source columns cast to the types declared
+        in __sources.yml plus `source_file`; an empty, typed relation when `files` is empty.
+
     read_landing(source_name, table_name, loaded_relation=none)
-
-    Returns a parenthesised select over the landing files of a source table, with the source
-    columns cast to the types declared in __sources.yml plus `source_file`.
-
-    * The glob is the source's `external_location`; the file list is resolved with DuckDB's
-      glob() when the model runs, so an empty directory is not an error: it yields an empty,
-      typed relation instead of "No files found that match the pattern".
-    * With `loaded_relation` (the bronze table itself, on incremental runs) only files whose
-      path is not yet in `loaded_relation.source_file` are read. Files are immutable, so this
-      makes a rerun over the same landing zone add nothing.
+        Both in one.
 -#}
-{% macro read_landing(source_name, table_name, loaded_relation=none) -%}
+{% macro landing_files(source_name, table_name, loaded_relation=none) -%}
     {%- set src = source(source_name, table_name) -%}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
     {%- set pattern = (src.external or '') | replace("'", "") -%}
+    {%- set file_query -%}
+        select file from glob('{{ pattern }}')
+        {%- if loaded_relation is not none %}
+        where file not in (select distinct l.source_file from {{ loaded_relation }} as l)
+        {%- endif %}
+        order by file
+    {%- endset -%}
+    {{ return(run_query(file_query).columns[0].values() | list) }}
+{%- endmacro %}
+
+
+{% macro read_landing_files(source_name, table_name, files) -%}
     {%- set node = graph.sources.get('source.' ~ project_name ~ '.' ~ source_name ~ '.' ~ table_name) if execute else none -%}
     {%- set columns = node.columns.values() | list if node else [] -%}
-    {%- set files = [] -%}
-    {%- if execute -%}
-        {%- set file_query -%}
-            select file from glob('{{ pattern }}')
-            {%- if loaded_relation is not none %}
-            where file not in (select distinct l.source_file from {{ loaded_relation }} as l)
-            {%- endif %}
-            order by file
-        {%- endset -%}
-        {%- set files = run_query(file_query).columns[0].values() | list -%}
-    {%- endif -%}
     (
         select
             {%- for column in columns %}
@@ -35,7 +42,7 @@
             {%- if files | length > 0 %}
             filename as source_file
         from read_parquet(
-            [{%- for f in files %}'{{ f }}'{{ ', ' if not loop.last }}{% endfor -%}],
+            [{%- for f in files %}'{{ f | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}],
             filename = true
         )
             {%- else %}
@@ -43,4 +50,104 @@
         where false
             {%- endif %}
     )
+{%- endmacro %}
+
+
+{% macro read_landing(source_name, table_name, loaded_relation=none) -%}
+    {{ read_landing_files(source_name, table_name, landing_files(source_name, table_name, loaded_relation)) }}
+{%- endmacro %}
+
+
+{#-
+    kafka_files_needing_dedup(files, loaded_relation=none)
+
+    Of the new Kafka `files`, those that may hold a message (topic, partition, offset) twice:
+    a file whose offsets repeat, whose offset range overlaps another new file of the same topic
+    and partition, or (incremental) overlaps a range already loaded. The ranges come from the
+    Parquet footers (row-group statistics), so no data is scanned; a file without statistics
+    counts as needing de-duplication. Landing is exactly-once, so normally this is empty and
+    bronze appends the files without a row-level de-duplication pass.
+-#}
+{% macro kafka_files_needing_dedup(files, loaded_relation=none) -%}
+    {%- if not execute or files | length == 0 -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set file_list -%}
+        [{%- for f in files %}'{{ f | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}]
+    {%- endset -%}
+    {%- set query -%}
+        with
+
+        stats as (
+            select
+                file_name,
+                path_in_schema,
+                row_group_num_rows,
+                stats_min_value,
+                stats_max_value
+            from parquet_metadata({{ file_list }})
+            where path_in_schema in ('topic', 'partition', 'offset')
+        ),
+
+        file_ranges as (
+            select
+                file_name,
+                min(stats_min_value) filter (where path_in_schema = 'topic') as topic,
+                max(stats_max_value) filter (where path_in_schema = 'topic') as max_topic,
+                min(try_cast(stats_min_value as integer)) filter (where path_in_schema = 'partition') as "partition",
+                max(try_cast(stats_max_value as integer)) filter (where path_in_schema = 'partition') as max_partition,
+                min(try_cast(stats_min_value as bigint)) filter (where path_in_schema = 'offset') as first_offset,
+                max(try_cast(stats_max_value as bigint)) filter (where path_in_schema = 'offset') as last_offset,
+                sum(row_group_num_rows) filter (where path_in_schema = 'offset') as messages
+            from stats
+            group by file_name
+        ),
+
+        {%- if loaded_relation is not none %}
+        loaded_ranges as (
+            select topic, "partition", min("offset") as first_offset, max("offset") as last_offset
+            from {{ loaded_relation }}
+            group by source_file, topic, "partition"
+        ),
+        {%- endif %}
+
+        suspect as (
+            -- no usable statistics, several topics or partitions, or repeated offsets in a file
+            select file_name
+            from file_ranges
+            where
+                topic is null or first_offset is null or last_offset is null or "partition" is null
+                or topic <> max_topic or "partition" <> max_partition
+                or messages > last_offset - first_offset + 1
+
+            union
+
+            select a.file_name
+            from file_ranges as a
+            inner join file_ranges as b
+                on
+                    a.topic = b.topic
+                    and a."partition" = b."partition"
+                    and a.file_name <> b.file_name
+                    and a.first_offset <= b.last_offset
+                    and b.first_offset <= a.last_offset
+
+            {%- if loaded_relation is not none %}
+
+            union
+
+            select a.file_name
+            from file_ranges as a
+            inner join loaded_ranges as b
+                on
+                    a.topic = b.topic
+                    and a."partition" = b."partition"
+                    and a.first_offset <= b.last_offset
+                    and b.first_offset <= a.last_offset
+            {%- endif %}
+        )
+
+        select file_name from suspect order by file_name
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values() | list) }}
 {%- endmacro %}

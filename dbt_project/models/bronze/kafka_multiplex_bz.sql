@@ -1,11 +1,53 @@
-{{ config(incremental_strategy='append') }}
+{%- set loaded = this if is_incremental() else none -%}
+{%- set new_files = landing_files('landing', 'kafka', loaded) -%}
+{%- set dedup_files = kafka_files_needing_dedup(new_files, loaded) -%}
+{%- set clean_files = new_files | reject('in', dedup_files) | list -%}
 
 with
 
-landed as (
+-- new files whose offset ranges overlap nothing: appended as they are
+clean_messages as (
 
     select *
-    from {{ read_landing('landing', 'kafka', this if is_incremental() else none) }}
+    from {{ read_landing_files('landing', 'kafka', clean_files) }}
+
+),
+
+-- new files that may repeat a message: a message (topic, partition, offset) is kept once,
+-- and never when it is already in bronze
+redelivered_files as (
+
+    select *
+    from {{ read_landing_files('landing', 'kafka', dedup_files) }}
+
+),
+
+deduplicated_messages as (
+
+    select *
+    from redelivered_files as r
+    {%- if is_incremental() %}
+    where not exists (
+        select 1
+        from {{ this }} as t
+        where
+            t.topic = r.topic
+            and t."partition" = r."partition"
+            and t."offset" = r."offset"
+    )
+    {%- endif %}
+    qualify row_number() over (
+        partition by r.topic, r."partition", r."offset"
+        order by r.source_file
+    ) = 1
+
+),
+
+new_messages as (
+
+    select * from clean_messages
+    union all
+    select * from deduplicated_messages
 
 ),
 
@@ -14,44 +56,6 @@ date_lookup as (
     select * from {{ ref('date_lookup') }}
 
 ),
-
--- a message is identified by (topic, partition, offset): keep one copy of it
-deduplicated as (
-
-    select *
-    from landed
-    qualify row_number() over (
-        partition by topic, "partition", "offset"
-        order by source_file
-    ) = 1
-
-),
-
-{% if is_incremental() %}
--- and never load a message a second time, even from a new file (exactly-once landing makes
--- this a safety net; it compares only against offsets at or above the new files' lowest one)
-new_messages as (
-
-    select d.*
-    from deduplicated as d
-    where not exists (
-        select 1
-        from {{ this }} as t
-        where
-            t.topic = d.topic
-            and t."partition" = d."partition"
-            and t."offset" = d."offset"
-            and t."offset" >= (select min(m."offset") from deduplicated as m)
-    )
-
-),
-{% else %}
-new_messages as (
-
-    select * from deduplicated
-
-),
-{% endif %}
 
 final as (
 

@@ -29,17 +29,44 @@ new_readings as (
 ),
 
 -- one reading per (device_id, time): the last delivered one wins (greatest partition, offset;
--- a device is the message key, so all its readings share one partition)
-readings as (
+-- a device is the message key, so all its readings share one partition). Duplicates are rare,
+-- so only keys that occur more than once go through the window; the rest pass straight on.
+duplicate_keys as (
 
-    select
-        device_id,
-        "time",
-        arg_max_null(heartrate, {'p': kafka_partition, 'o': kafka_offset}) as heartrate,
-        max({'p': kafka_partition, 'o': kafka_offset}) as delivery,
-        arg_max(load_time, {'p': kafka_partition, 'o': kafka_offset}) as load_time
+    select device_id, "time"
     from new_readings
     group by device_id, "time"
+    having count(*) > 1
+
+),
+
+single_readings as (
+
+    select r.*
+    from new_readings as r
+    anti join duplicate_keys as d
+        on r.device_id = d.device_id and r."time" = d."time"
+
+),
+
+last_delivered_duplicates as (
+
+    select r.*
+    from new_readings as r
+    semi join duplicate_keys as d
+        on r.device_id = d.device_id and r."time" = d."time"
+    qualify row_number() over (
+        partition by r.device_id, r."time"
+        order by r.kafka_partition desc, r.kafka_offset desc
+    ) = 1
+
+),
+
+readings as (
+
+    select * from single_readings
+    union all
+    select * from last_delivered_duplicates
 
 ),
 
@@ -50,8 +77,8 @@ final as (
         "time",
         heartrate,
         coalesce(heartrate > 0, false) as valid,
-        delivery.p as kafka_partition,
-        delivery.o as kafka_offset,
+        kafka_partition,
+        kafka_offset,
         load_time
     from readings
 
