@@ -26,7 +26,7 @@ Finally `dbt docs generate` refreshes the docs (menu **Browse > dbt docs**, logi
   and `max_active_runs=1` keeps a second run from queueing its tasks between this run's.
 """
 
-RUN_PLAN = "ti.xcom_pull(task_ids='" + dbt_runtime.PLAN_TASK_ID + "')"
+RUN_PLAN = "ti.xcom_pull(task_ids='" + dbt_runtime.PLAN_TASK_ID + "', key='plan')"
 
 with DAG(
     dag_id="transform_dbt",
@@ -44,8 +44,8 @@ with DAG(
 ):
 
     @task(task_id=dbt_runtime.PLAN_TASK_ID)
-    def plan(params: dict, dag_run=None) -> dict:
-        return dbt_runtime.plan(params, dag_run)
+    def plan(params: dict, dag_run=None, ti=None, dag=None) -> dict:
+        return dbt_runtime.run_plan_task(params, dag_run, ti, dag)
 
     dbt = DbtTaskGroup(
         group_id="dbt",
@@ -56,7 +56,6 @@ with DAG(
         operator_args={
             "pool": config.WAREHOUSE_POOL,
             "trigger_rule": "none_failed",  # run after skipped (unselected) models, never after failed ones
-            "pre_execute": dbt_runtime.skip_unselected,
             "full_refresh": "{{ " + RUN_PLAN + "['full_refresh'] }}",
             "vars": {"as_of_date": "{{ " + RUN_PLAN + "['as_of_date'] }}"},
             "install_deps": False,
@@ -65,7 +64,7 @@ with DAG(
 
     cosmos_config.gate_detached_tests(dbt)
 
-    @task(pool=config.WAREHOUSE_POOL)
+    @task(pool=config.WAREHOUSE_POOL, trigger_rule="none_failed")
     def docs_generate() -> str:
         return dbt_runtime.docs_generate()
 

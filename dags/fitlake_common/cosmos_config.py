@@ -6,6 +6,7 @@ so parsing a DAG never runs dbt: no `dbt ls`, no `dbt deps`, no subprocess at al
 
 from __future__ import annotations
 
+from airflow.sdk import TriggerRule
 from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
@@ -48,13 +49,17 @@ def gate_detached_tests(group) -> list[str]:
     """Make every model downstream of a detached (multi-parent) test's parents wait for that test.
 
     Returns the ids of the detached test tasks. A child that is itself upstream of the test (one parent
-    refs the other) is left alone, which keeps the graph acyclic.
+    refs the other) is left alone, which keeps the graph acyclic. A detached test runs once its parents
+    are done (`all_done`), even when one failed: the failed parent already stops its own children, and
+    the test must not pass an `upstream_failed` on to the children of the *other*, healthy parent
+    (a warn-level relationships test would otherwise block them).
     """
     tasks = {task.task_id: task for task in group.iter_tasks()} if hasattr(group, "iter_tasks") else {}
     if not tasks:
         tasks = {t.task_id: t for t in _walk(group)}
     detached = [t for tid, t in tasks.items() if tid.count(".") == 1 and tid.endswith("_test")]
     for test in detached:
+        test.trigger_rule = TriggerRule.ALL_DONE
         ancestors = test.get_flat_relative_ids(upstream=True)
         for parent_id in list(test.upstream_task_ids):
             for child_id in tasks[parent_id].downstream_task_ids:

@@ -2,10 +2,10 @@
 
 The Cosmos task graph is fixed at parse time (from the manifest). A run's Params act at run time:
 `plan` resolves the as-of date and, when a selector is given, asks dbt which models it matches
-(`dbt ls` here is run time, never parse time); every Cosmos task then checks the plan in its
-`pre_execute` hook and skips itself when its model is not selected. Cosmos tasks use the trigger
-rule `none_failed`, so a model downstream of a *skipped* one still runs, while a model downstream
-of a *failed* run or test is `upstream_failed`.
+(`dbt ls` here is run time, never parse time), then marks the tasks of the other models skipped,
+so they are never started. (An Airflow branch would not do: it refuses to skip tasks downstream of
+a followed one.) Cosmos tasks use the trigger rule `none_failed`, so a selected model downstream
+of a *skipped* one still runs, while a model downstream of a *failed* run or test is `upstream_failed`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
-
-from airflow.sdk.exceptions import AirflowSkipException
 
 from fitlake_common import config
 
@@ -72,7 +70,7 @@ def select_models(selector: str) -> list[str]:
 
 
 def plan(params: dict, dag_run) -> dict:
-    """What this run does; every other task reads it from XCom."""
+    """What this run does: as-of date, full refresh, the selected models (None: all)."""
     config.WAREHOUSE.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its directory
     as_of_date = resolve_as_of_date(params.get("as_of_date"), dag_run)
     selector = (params.get("select") or "").strip()
@@ -85,6 +83,44 @@ def plan(params: dict, dag_run) -> dict:
     return result
 
 
+def run_plan_task(params: dict, dag_run, ti, dag) -> dict:
+    """Body of the `plan` task: push the plan (XCom key `plan`), skip the tasks of unselected models."""
+    from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+    run_plan = plan(params, dag_run)
+    ti.xcom_push(key="plan", value=run_plan)
+    skip = tasks_to_skip(run_plan, dag.tasks)
+    if skip:
+        log.info("skipping %d task(s) of unselected models", len(skip))
+        raise DownstreamTasksSkipped(tasks=[(task_id, -1) for task_id in skip])
+    return run_plan
+
+
+def tasks_to_skip(run_plan: dict, tasks) -> list[str]:
+    """The dbt tasks a selector leaves out (none without a selector).
+
+    A detached multi-parent test runs only when all its parent models are selected (dbt's
+    "cautious" indirect selection): otherwise one of its tables may not exist yet.
+    """
+    if run_plan["models"] is None:
+        return []
+    selected = set(run_plan["models"])
+    skip = []
+    for task in tasks:
+        if not task.task_id.startswith("dbt."):
+            continue
+        models = models_of_task(task)
+        keep = models <= selected if is_detached_test(task.task_id) else bool(models & selected)
+        if not keep:
+            skip.append(task.task_id)
+    return sorted(skip)
+
+
+def is_detached_test(task_id: str) -> bool:
+    """`dbt.relationships_..._test`: a test Cosmos renders on its own, after all of its parents."""
+    return task_id.count(".") == 1 and task_id.endswith("_test")
+
+
 def model_of_task(task_id: str) -> str:
     """`dbt.users.run` -> `users` (Cosmos names each model's group after the model)."""
     parts = task_id.split(".")
@@ -93,18 +129,9 @@ def model_of_task(task_id: str) -> str:
 
 def models_of_task(task) -> set[str]:
     """The model a Cosmos task builds or tests; for a detached multi-parent test, its parent models."""
-    if task.task_id.count(".") == 1 and task.task_id.endswith("_test"):
+    if is_detached_test(task.task_id):
         return {model_of_task(upstream) for upstream in task.upstream_task_ids}
     return {model_of_task(task.task_id)}
-
-
-def skip_unselected(context) -> None:
-    """pre_execute hook of every Cosmos task: honour the run's selector."""
-    run_plan = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID) or {}
-    selected = run_plan.get("models")
-    models = models_of_task(context["task"])
-    if selected is not None and not models & set(selected):
-        raise AirflowSkipException(f"{', '.join(sorted(models))} not selected by {run_plan.get('select')!r}")
 
 
 def docs_generate() -> str:

@@ -77,7 +77,6 @@ for dag_id, dag in bag.dags.items():
                 "upstream": sorted(t.upstream_task_ids),
                 "outlets": [getattr(o, "uri", str(o)) for o in t.outlets],
                 "select": getattr(t, "select", None),
-                "pre_execute": getattr(getattr(t, "_pre_execute_hook", None), "__name__", None),
             }
             for t in dag.tasks
         },

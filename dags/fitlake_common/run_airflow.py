@@ -1,0 +1,68 @@
+"""`make airflow`: Airflow standalone on the embedded stack; Ctrl-C stops everything cleanly.
+
+    python dags/fitlake_common/run_airflow.py [--port 8080]
+
+Airflow home: $FITLAKE_AIRFLOW_HOME (default .airflow/, SQLite metadata unless
+AIRFLOW__DATABASE__SQL_ALCHEMY_CONN points elsewhere). Login: admin / $FITLAKE_AIRFLOW_PASSWORD (default admin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])]
+
+from fitlake_common import REPO_ROOT  # noqa: E402
+from fitlake_common.airflow_env import airflow_env, prepare_home  # noqa: E402
+from fitlake_common.pipeline import ensure_manifest, in_env  # noqa: E402
+from fitlake_common.standalone import Standalone  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FITLAKE_AIRFLOW_PORT", "8080")))
+    args = parser.parse_args(argv)
+
+    home = Path(os.environ.get("FITLAKE_AIRFLOW_HOME") or REPO_ROOT / ".airflow")
+    password = os.environ.get("FITLAKE_AIRFLOW_PASSWORD", "admin")
+    env = airflow_env(home, port=args.port, password=password)
+    print(f"Airflow home {home}: metadata DB, login and pool duckdb_warehouse ...", flush=True)
+    prepare_home(env)
+    print(f"dbt manifest: {ensure_manifest(env)}", flush=True)
+
+    from ingestion.stack import stack_up
+
+    for key, value in stack_up(in_env(env)).items():
+        print(f"{key}: {value}", flush=True)
+
+    # SIGTERM (e.g. from a process manager) is handled like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    airflow = Standalone(env)
+    try:
+        print("starting airflow standalone (about 20-60 s) ...", flush=True)
+        airflow.start(timeout=240)
+        print(f"\n  Airflow UI  {airflow.url}\n  login       admin / {password}\n"
+              f"  dbt docs    {airflow.url}/fitlake-docs/ (after a transform_dbt run; login required)\n"
+              f"  logs        {airflow.log_path}\n\nDAGs start paused: unpause them in the UI. Ctrl-C stops Airflow.",
+              flush=True)
+        while airflow.process.poll() is None:
+            try:
+                airflow.process.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        print(f"airflow standalone exited with {airflow.process.returncode}; see {airflow.log_path}")
+        return airflow.process.returncode or 1
+    except KeyboardInterrupt:
+        print("\nstopping Airflow (SIGINT to standalone) ...", flush=True)
+        code = airflow.stop()
+        print(f"stopped (exit {code}). The embedded broker keeps running: `python -m ingestion stack down`.")
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
