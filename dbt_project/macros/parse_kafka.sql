@@ -5,17 +5,16 @@
 
     Each macro takes a relation (or a parenthesised select) with the columns of
     kafka_multiplex_bz and returns a parenthesised select with the typed payload fields, the
-    lineage (kafka_partition, kafka_offset, broker_timestamp, load_time, source_file, raw_key,
+    lineage (kafka_partition, kafka_offset, load_time, source_file, raw_key,
     raw_value) and `reject_reason`: null when the record is valid, else the first rule it breaks.
     The JSON text is parsed once into a list of strings; numbers are cast from that text
-    (epochs through DECIMAL, see epoch_to_timestamp).
+    (epochs through DECIMAL, see epoch_seconds).
 -#}
 
 {% macro _kafka_json_fields(relation, topic, fields) -%}
         select
             "partition" as kafka_partition,
             "offset" as kafka_offset,
-            "timestamp" as broker_timestamp,
             load_time,
             source_file,
             key as raw_key,
@@ -52,13 +51,20 @@
         ]) }}
     ),
 
+    seconds as (
+
+        select *, {{ epoch_seconds('fields[3]') }} as event_seconds
+        from extracted
+
+    ),
+
     typed as (
 
         select
             *,
             try_cast(fields[1] as bigint) as user_id,
             fields[2] as update_type,
-            {{ epoch_to_timestamp('fields[3]') }} as event_at,
+            {{ seconds_to_timestamp('event_seconds') }} as event_at,
             fields[4] as dob_text,
             try_strptime(fields[4], '%m/%d/%Y')::date as dob,
             fields[5] as sex,
@@ -69,12 +75,12 @@
             fields[10] as city,
             fields[11] as state,
             try_cast(fields[12] as integer) as zip
-        from extracted
+        from seconds
 
     )
 
     select
-        * exclude (fields, dob_text),
+        * exclude (fields, dob_text, event_seconds),
         {{ _json_reject([
             ('fields[1] is null', 'missing user_id'),
             ('user_id is null', 'invalid user_id'),
@@ -98,21 +104,28 @@
         {{ _kafka_json_fields(relation, 'workout', ['user_id', 'workout_id', 'timestamp', 'action', 'session_id']) }}
     ),
 
+    seconds as (
+
+        select *, {{ epoch_seconds('fields[3]') }} as event_seconds
+        from extracted
+
+    ),
+
     typed as (
 
         select
             *,
             try_cast(fields[1] as bigint) as user_id,
             try_cast(fields[2] as bigint) as workout_id,
-            {{ epoch_to_timestamp('fields[3]') }} as "time",
+            {{ seconds_to_timestamp('event_seconds') }} as "time",
             fields[4] as action,
             try_cast(fields[5] as bigint) as session_id
-        from extracted
+        from seconds
 
     )
 
     select
-        * exclude (fields),
+        * exclude (fields, event_seconds),
         {{ _json_reject([
             ('fields[1] is null', 'missing user_id'),
             ('user_id is null', 'invalid user_id'),
@@ -138,19 +151,26 @@
         {{ _kafka_json_fields(relation, 'bpm', ['device_id', 'time', 'heartrate']) }}
     ),
 
+    seconds as (
+
+        select *, {{ epoch_seconds('fields[2]') }} as reading_seconds
+        from extracted
+
+    ),
+
     typed as (
 
         select
             *,
             try_cast(fields[1] as bigint) as device_id,
-            {{ epoch_to_timestamp('fields[2]') }} as "time",
+            {{ seconds_to_timestamp('reading_seconds') }} as "time",
             try_cast(fields[3] as double) as heartrate
-        from extracted
+        from seconds
 
     )
 
     select
-        * exclude (fields),
+        * exclude (fields, reading_seconds),
         {{ _json_reject([
             ('fields[1] is null', 'missing device_id'),
             ('device_id is null', 'invalid device_id'),

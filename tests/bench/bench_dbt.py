@@ -208,8 +208,14 @@ def run_dbt(env: dict, *args: str) -> tuple[float, int, int]:
     return elapsed, usage.ru_maxrss * 1024, code
 
 
-def split_times(target: Path) -> tuple[float, float]:
+def split_times(target: Path, phase: str) -> tuple[float, float]:
+    """Models vs tests time of the last run (summed over threads); prints the slowest nodes."""
+    shutil.copy(target / "run_results.json", target / f"run_results_{phase}.json")
     results = json.loads((target / "run_results.json").read_text())["results"]
+    slowest = sorted(results, key=lambda r: -r["execution_time"])[:6]
+    print(f"  slowest nodes ({phase}): " + ", ".join(
+        f"{r['unique_id'].split('.')[-2 if r['unique_id'].startswith('test.') else -1][:40]} {r['execution_time']:.1f}s"
+        for r in slowest))
     models = sum(r["execution_time"] for r in results if r["unique_id"].startswith("model."))
     tests = sum(r["execution_time"] for r in results if not r["unique_id"].startswith("model."))
     return models, tests
@@ -246,7 +252,7 @@ def main() -> int:
         counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0]
                   for t in ("silver.heart_rate", "silver.workout_bpm", "silver.completed_workouts",
                             "gold.workout_bpm_summary", "gold.gym_summary")}
-    models_s, tests_s = split_times(workdir / "target")
+    models_s, tests_s = split_times(workdir / "target", "full")
     print(f"full build:        {full_s:6.1f} s  ({bronze_rows / full_s:,.0f} bronze rows/s; "
           f"models {models_s:.1f} s, tests {tests_s:.1f} s summed over threads)  peak RSS {full_rss / 2**30:.2f} GiB")
     print("  rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
@@ -256,7 +262,7 @@ def main() -> int:
     inc_s, inc_rss, code = run_dbt(env, "build")
     if code:
         return code
-    models_s, tests_s = split_times(workdir / "target")
+    models_s, tests_s = split_times(workdir / "target", "incremental")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         hr = con.execute("select count(*) from silver.heart_rate").fetchone()[0]
     print(f"incremental build: {inc_s:6.1f} s  (+{added:,} readings, {added / max(1, counts['silver.heart_rate']):.1%}; "

@@ -15,7 +15,7 @@ def test_kafka_overlapping_files_load_each_message_once(dbt: Dbt) -> None:
     # micro-batch): every message once
     w.kafka_file("bpm", [_bpm(i) for i in range(6)], offsets=list(range(0, 6)))
     w.kafka_file("bpm", [_bpm(i) for i in range(3, 9)], offsets=list(range(3, 9)))
-    dbt.build("--select", "+kafka_multiplex_bz")
+    dbt.build("--select", "+kafka_multiplex_bz", "--indirect-selection", "cautious")
     assert dbt.query('select "offset" from bronze.kafka_multiplex_bz order by 1') == [(i,) for i in range(9)]
     # the kept copy of a repeated offset is the one from the first file (by path)
     files = dbt.query("select count(distinct source_file) from bronze.kafka_multiplex_bz where \"offset\" < 6")
@@ -24,7 +24,7 @@ def test_kafka_overlapping_files_load_each_message_once(dbt: Dbt) -> None:
     # run 2: a file overlapping what is already loaded (7-11) plus a clean one (12-13)
     w.kafka_file("bpm", [_bpm(i) for i in range(7, 12)], offsets=list(range(7, 12)))
     w.kafka_file("bpm", [_bpm(i) for i in range(12, 14)], offsets=list(range(12, 14)))
-    dbt.build("--select", "+kafka_multiplex_bz")
+    dbt.build("--select", "+kafka_multiplex_bz", "--indirect-selection", "cautious")
     rows = dbt.query('select "offset", value, week_part, date from bronze.kafka_multiplex_bz order by 1')
     assert [r[0] for r in rows] == list(range(14))
     assert {(r[2], str(r[3])) for r in rows} == {("2023-46", "2023-11-14")}
@@ -32,7 +32,7 @@ def test_kafka_overlapping_files_load_each_message_once(dbt: Dbt) -> None:
     assert load_times == [(2,)]
 
     # run 3: nothing new: nothing added
-    dbt.build("--select", "+kafka_multiplex_bz")
+    dbt.build("--select", "+kafka_multiplex_bz", "--indirect-selection", "cautious")
     assert dbt.query("select count(*), count(distinct load_time) from bronze.kafka_multiplex_bz") == [(14, 2)]
 
 
@@ -40,8 +40,8 @@ def test_sql_extract_rerun_adds_nothing_and_keeps_lineage(dbt: Dbt) -> None:
     path = dbt.writer.sql_batch("registered_users", [
         dict(user_id=1, device_id=2, mac_address="m", registration_timestamp=1_700_000_000.123456, modified_at=1_700_000_000),
     ])
-    dbt.build("--select", "registered_users_bz")
-    dbt.build("--select", "registered_users_bz")
+    dbt.build("--select", "registered_users_bz", "--indirect-selection", "cautious")
+    dbt.build("--select", "registered_users_bz", "--indirect-selection", "cautious")
     rows = dbt.query("select user_id, registration_timestamp, source_file from bronze.registered_users_bz")
     assert len(rows) == 1
     assert rows[0][1].microsecond == 123456

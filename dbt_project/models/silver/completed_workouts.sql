@@ -20,7 +20,7 @@ changed_sessions as (
 
     select distinct user_id, workout_id, session_id
     from workouts
-    where load_time > (select coalesce(max(load_time), '-infinity'::timestamp) from {{ this }})
+    where {{ loaded_since_last_run() }}
 
 ),
 

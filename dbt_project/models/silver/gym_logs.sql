@@ -24,7 +24,7 @@ changed_visits as (
 
     select distinct mac_address, gym, login
     from gym_logins
-    where load_time > (select coalesce(max(load_time), '-infinity'::timestamp) from {{ this }})
+    where {{ loaded_since_last_run() }}
 
 ),
 

@@ -55,7 +55,7 @@ changed_users as (
 
     select distinct user_id
     from events
-    where load_time > (select coalesce(max(load_time), '-infinity'::timestamp) from {{ this }})
+    where {{ loaded_since_last_run() }}
 
 ),
 

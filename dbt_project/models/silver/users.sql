@@ -25,7 +25,7 @@ changed_users as (
 
     select distinct user_id
     from registered_users
-    where load_time > (select coalesce(max(load_time), '-infinity'::timestamp) from {{ this }})
+    where {{ loaded_since_last_run() }}
 
 ),
 

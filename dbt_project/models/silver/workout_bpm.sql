@@ -52,18 +52,11 @@ workout_devices as (
 ),
 
 {% if is_incremental() %}
-watermark as (
-
-    select coalesce(max(load_time), '-infinity'::timestamp) as loaded_until
-    from {{ this }}
-
-),
-
 new_readings as (
 
     select *
     from all_readings
-    where load_time > (select loaded_until from watermark)
+    where {{ loaded_since_last_run() }}
 
 ),
 
@@ -74,7 +67,7 @@ affected_workouts as (
 
     select user_id, workout_id, session_id
     from workout_devices
-    where load_time > (select loaded_until from watermark)
+    where {{ loaded_since_last_run() }}
 
     union
 

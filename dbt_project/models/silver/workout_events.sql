@@ -31,12 +31,12 @@ final as (
         reject_reason,
         kafka_partition,
         kafka_offset,
-        broker_timestamp,
-        -- the raw record is kept for rejected messages only (bronze keeps all of them)
+        -- the raw record and its file are kept for rejected messages only (bronze keeps them
+        -- all, and (kafka_partition, kafka_offset) leads back to it)
         case when reject_reason is not null then raw_key end as raw_key,
         case when reject_reason is not null then raw_value end as raw_value,
-        load_time,
-        source_file
+        case when reject_reason is not null then source_file end as source_file,
+        load_time
     from parsed
 
 )
