@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from functools import reduce
-from operator import or_
-
 from airflow.sdk import DAG, Param, task
 from cosmos import DbtTaskGroup
 from fitlake_common import config, cosmos_config, dbt_runtime
-from fitlake_common.assets import ALL_LANDING_ASSETS
+from fitlake_common.assets import ANY_LANDING_ASSET
 
 DOC = """
 ### Transform with dbt (bronze -> silver -> gold on DuckDB)
@@ -18,19 +15,17 @@ Runs when any landing Asset gets an event (or by hand). The dbt project is rende
 `upstream_failed` (gold is never rebuilt from silver that failed its tests); unrelated branches go on.
 Finally `dbt docs generate` refreshes the docs (menu **Browse > dbt docs**, login required).
 
-* **as_of_date**: the run's logical date (asset-triggered runs: the time the run was queued), or the Param.
-* **full_refresh** rebuilds incremental models; **select** is a dbt selector (e.g. `+gym_summary`,
-  `tag:silver`): tasks of models it does not match are skipped.
-* Concurrency: DuckDB lets one process open the file read-write and then refuses every other process,
-  even readers. So every task that opens the warehouse runs in the one-slot pool `duckdb_warehouse`,
-  and `max_active_runs=1` keeps a second run from queueing its tasks between this run's.
+* **as_of_date**: the Param, else the logical date (asset-triggered runs: when the run was queued).
+* **full_refresh** rebuilds incremental models; **select** is a dbt selector (`+gym_summary`,
+  `tag:silver`): the tasks of models it does not match are skipped.
+* Concurrency: DuckDB lets one process open the file read-write and refuses every other one, even
+  readers. Every task that opens the warehouse runs in the one-slot pool `duckdb_warehouse`, and
+  `max_active_runs=1` keeps a second run from interleaving its models with this run's.
 """
-
-RUN_PLAN = "ti.xcom_pull(task_ids='" + dbt_runtime.PLAN_TASK_ID + "', key='plan')"
 
 with DAG(
     dag_id="transform_dbt",
-    schedule=reduce(or_, ALL_LANDING_ASSETS),  # any landing Asset
+    schedule=ANY_LANDING_ASSET,
     catchup=False,
     max_active_runs=1,
     tags=["fitlake", "dbt", "transform"],
@@ -53,13 +48,7 @@ with DAG(
         profile_config=cosmos_config.PROFILE_CONFIG,
         execution_config=cosmos_config.EXECUTION_CONFIG,
         render_config=cosmos_config.RENDER_CONFIG,
-        operator_args={
-            "pool": config.WAREHOUSE_POOL,
-            "trigger_rule": "none_failed",  # run after skipped (unselected) models, never after failed ones
-            "full_refresh": "{{ " + RUN_PLAN + "['full_refresh'] }}",
-            "vars": {"as_of_date": "{{ " + RUN_PLAN + "['as_of_date'] }}"},
-            "install_deps": False,
-        },
+        operator_args=cosmos_config.OPERATOR_ARGS,  # pool, trigger rule, the plan's full_refresh and as_of_date
     )
 
     cosmos_config.gate_detached_tests(dbt)

@@ -79,5 +79,12 @@ def prepare_home(env: dict[str, str]) -> None:
     passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     passwords.write_text(json.dumps({username: env["_FITLAKE_AIRFLOW_PASSWORD"]}))
     passwords.chmod(0o600)
-    airflow(env, "db", "migrate", capture=True)
-    airflow(env, "pools", "set", WAREHOUSE_POOL, "1", WAREHOUSE_POOL_DESCRIPTION, capture=True)
+    # One interpreter for both steps (each Airflow start-up costs seconds): migrate, then the pool.
+    script = (
+        "from airflow.utils.db import upgradedb; upgradedb()\n"
+        "from airflow.models.pool import Pool\n"
+        f"Pool.create_or_update_pool({WAREHOUSE_POOL!r}, 1, {WAREHOUSE_POOL_DESCRIPTION!r}, include_deferred=False)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"Airflow metadata DB set-up failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")

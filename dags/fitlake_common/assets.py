@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from airflow.sdk import Asset
 
 SQL_TABLES = ("registered_users", "gym_logins")
@@ -16,3 +19,5 @@ def landing_asset(source: str, entity: str) -> Asset:
 SQL_ASSETS = {table: landing_asset("sql", table) for table in SQL_TABLES}
 KAFKA_ASSETS = {topic: landing_asset("kafka", topic) for topic in KAFKA_TOPICS}
 ALL_LANDING_ASSETS = [*SQL_ASSETS.values(), *KAFKA_ASSETS.values()]
+# The transformation DAG's schedule: an event on any of them (AssetAny).
+ANY_LANDING_ASSET = reduce(or_, ALL_LANDING_ASSETS)

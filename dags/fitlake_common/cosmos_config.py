@@ -44,6 +44,17 @@ RENDER_CONFIG = RenderConfig(
     enable_mock_profile=False,
 )
 
+_RUN_PLAN = "ti.xcom_pull(task_ids='plan', key='plan')"  # pushed by the `plan` task (dbt_runtime.run_plan_task)
+
+# Arguments of every Cosmos task of transform_dbt.
+OPERATOR_ARGS = {
+    "pool": config.WAREHOUSE_POOL,  # one task at a time opens the DuckDB file
+    "trigger_rule": "none_failed",  # run after skipped (unselected) models, never after failed ones
+    "full_refresh": "{{ " + _RUN_PLAN + "['full_refresh'] }}",
+    "vars": {"as_of_date": "{{ " + _RUN_PLAN + "['as_of_date'] }}"},
+    "install_deps": False,  # no packages; never reach the network from a task
+}
+
 
 def gate_detached_tests(group) -> list[str]:
     """Make every model downstream of a detached (multi-parent) test's parents wait for that test.
