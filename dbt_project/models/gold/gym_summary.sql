@@ -9,7 +9,10 @@ gym_logs as (
 
 users as (
 
-    select user_id, mac_address from {{ ref('users') }}
+    select
+        user_id,
+        mac_address
+    from {{ ref('users') }}
 
 ),
 

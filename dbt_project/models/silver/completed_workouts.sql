@@ -45,7 +45,12 @@ session_events as (
 
 starts as (
 
-    select user_id, workout_id, session_id, "time" as start_time, load_time
+    select
+        user_id,
+        workout_id,
+        session_id,
+        "time" as start_time,
+        load_time
     from session_events
     where action = 'start'
 
@@ -53,7 +58,12 @@ starts as (
 
 stops as (
 
-    select user_id, workout_id, session_id, "time" as end_time, load_time
+    select
+        user_id,
+        workout_id,
+        session_id,
+        "time" as end_time,
+        load_time
     from session_events
     where action = 'stop'
 

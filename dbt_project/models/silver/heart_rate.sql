@@ -33,7 +33,9 @@ new_readings as (
 -- so only keys that occur more than once go through the window; the rest pass straight on.
 duplicate_keys as (
 
-    select device_id, "time"
+    select
+        device_id,
+        "time"
     from new_readings
     group by device_id, "time"
     having count(*) > 1

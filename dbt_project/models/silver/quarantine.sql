@@ -10,7 +10,9 @@ with
 
 rejected_user_info as (
 
-    select 'user_info' as topic, *
+    select
+        'user_info' as topic,
+        *
     from {{ ref('user_info_events') }}
     where
         reject_reason is not null
@@ -20,7 +22,9 @@ rejected_user_info as (
 
 rejected_workout as (
 
-    select 'workout' as topic, *
+    select
+        'workout' as topic,
+        *
     from {{ ref('workout_events') }}
     where
         reject_reason is not null
@@ -30,7 +34,9 @@ rejected_workout as (
 
 rejected_bpm as (
 
-    select 'bpm' as topic, *
+    select
+        'bpm' as topic,
+        *
     from {{ ref('bpm_events') }}
     where
         reject_reason is not null
@@ -74,17 +80,41 @@ new_gym_logins as (
 
 rejected_messages as (
 
-    select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
+    select
+        topic,
+        kafka_partition,
+        kafka_offset,
+        raw_key,
+        raw_value,
+        reject_reason,
+        load_time,
+        source_file
     from rejected_user_info
 
     union all
 
-    select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
+    select
+        topic,
+        kafka_partition,
+        kafka_offset,
+        raw_key,
+        raw_value,
+        reject_reason,
+        load_time,
+        source_file
     from rejected_workout
 
     union all
 
-    select topic, kafka_partition, kafka_offset, raw_key, raw_value, reject_reason, load_time, source_file
+    select
+        topic,
+        kafka_partition,
+        kafka_offset,
+        raw_key,
+        raw_value,
+        reject_reason,
+        load_time,
+        source_file
     from rejected_bpm
 
     union all
@@ -97,7 +127,8 @@ rejected_messages as (
 rejected_registered_users as (
 
     select
-        cast(to_json(struct_pack(user_id, device_id, mac_address, registration_timestamp, modified_at)) as varchar) as raw_record,
+        cast(to_json(struct_pack(user_id, device_id, mac_address, registration_timestamp, modified_at)) as varchar)
+            as raw_record,
         case
             when user_id is null then 'missing user_id'
             when device_id is null then 'missing device_id'

@@ -16,20 +16,33 @@ completed_workouts as (
 
 users as (
 
-    select user_id, device_id, load_time from {{ ref('users') }}
+    select
+        user_id,
+        device_id,
+        load_time
+    from {{ ref('users') }}
 
 ),
 
 all_readings as (
 
-    select device_id, "time", heartrate, valid, load_time
+    select
+        device_id,
+        "time",
+        heartrate,
+        valid,
+        load_time
     from {{ ref('heart_rate') }}
 
 ),
 
 heart_rate as (
 
-    select device_id, "time", heartrate, load_time
+    select
+        device_id,
+        "time",
+        heartrate,
+        load_time
     from all_readings
     where valid
 
