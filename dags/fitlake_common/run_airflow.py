@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in stack_up(in_env(env)).items():
         print(f"{key}: {value}", flush=True)
 
-    # SIGTERM (e.g. from a process manager) is handled like Ctrl-C.
+    # Ctrl-C (even when started in the background, which ignores SIGINT) and SIGTERM stop Airflow cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     airflow = Standalone(env)
     try:

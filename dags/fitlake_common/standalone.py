@@ -14,6 +14,11 @@ from pathlib import Path
 from fitlake_common.airflow_env import VENV_BIN
 
 
+def _default_sigint() -> None:
+    """A launcher started in the background inherits SIGINT ignored; standalone must obey our SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Standalone:
     def __init__(self, env: dict[str, str], log_path: Path | None = None):
         self.env = env
@@ -28,7 +33,7 @@ class Standalone:
             # Own session: a terminal's Ctrl-C reaches only us, and we hand standalone one SIGINT.
             self.process = subprocess.Popen([str(VENV_BIN / "airflow"), "standalone"], env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=_default_sigint)
         self.wait_healthy(timeout)
         return self
 

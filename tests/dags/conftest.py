@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 for path in (str(DAGS_DIR), str(REPO_ROOT)):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+# Importing airflow.sdk in this process (fitlake_common.landing/assets) must not touch ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="fitlake-test-airflow-home-"))
 
 
 @pytest.fixture(scope="session")

@@ -146,9 +146,6 @@ def test_screenshots_of_the_graph_and_the_docs(airflow, api, triggered_run, arti
         graph = browser.screenshot(artifacts_dir / "transform_dbt_graph.png")
         text = browser.open(f"{airflow.url}/plugin/dbt-docs", wait_for_text="workout_bpm_summary", timeout=60)
         docs = browser.screenshot(artifacts_dir / "dbt_docs_in_airflow.png")
-        browser.open(f"{airflow.url}/fitlake-docs/index.html#!/model/model.fitlake.gym_summary",
-                     wait_for_text="gym_summary")
-        browser.screenshot(artifacts_dir / "dbt_docs_gym_summary.png")
     finally:
         browser.close()
     for shot in (graph, docs):
