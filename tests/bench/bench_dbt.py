@@ -1,4 +1,5 @@
 #!/usr/bin/env python
+# ruff: noqa: E501  (SQL and data lines read better unwrapped)
 """Benchmark of the dbt project on generated landing data (a script, not a pytest test).
 
     python tests/bench/bench_dbt.py [--heart-rate-rows 10000000] [--workdir DIR] [--keep]
@@ -74,7 +75,7 @@ def bpm_select(p: int, first_offset: int, n: int, devices: str, times_sql: str, 
             select range as o, {devices} as device_index, {times_sql} as t
             from range({first_offset}, {first_offset + n})
         )
-        select {KAFKA_COLUMNS.format(topic='bpm', p=p, event_us='t * 1000000', value=value)}
+        select {KAFKA_COLUMNS.format(topic="bpm", p=p, event_us="t * 1000000", value=value)}
         from r
     """
 
@@ -90,21 +91,29 @@ def generate_full(root: Path, heart_rate_rows: int, con) -> dict:
             first = f * chunk
             n = min(chunk, rows_per_partition - first)
             # device_index = (o // R) * P + p ; time = base + device_index * 10 + o % R + 0.25
-            copy(con, bpm_select(
-                p, first, n,
-                devices=f"(o // {READINGS_PER_DEVICE}) * {PARTITIONS} + {p}",
-                times_sql=f"{BASE} + ((o // {READINGS_PER_DEVICE}) * {PARTITIONS} + {p}) * 10 + o % {READINGS_PER_DEVICE} + 0.25",
-                rows_per_device=READINGS_PER_DEVICE,
-            ), kafka_path(root, "bpm", p, first, first + n - 1))
+            copy(
+                con,
+                bpm_select(
+                    p,
+                    first,
+                    n,
+                    devices=f"(o // {READINGS_PER_DEVICE}) * {PARTITIONS} + {p}",
+                    times_sql=f"{BASE} + ((o // {READINGS_PER_DEVICE}) * {PARTITIONS} + {p}) * 10 + o % {READINGS_PER_DEVICE} + 0.25",
+                    rows_per_device=READINGS_PER_DEVICE,
+                ),
+                kafka_path(root, "bpm", p, first, first + n - 1),
+            )
     # workouts: start and stop of each session, keyed and partitioned by user (= device index)
     for p in range(PARTITIONS):
         n = per_partition * len(SESSIONS) * 2
         value = (
             "'{\"user_id\": ' || (100000 + device_index) || ', \"workout_id\": ' || (1 + s) || "
-            "', \"timestamp\": ' || cast(cast(t as decimal(18, 1)) as varchar) || ', \"action\": \"' || "
+            '\', "timestamp": \' || cast(cast(t as decimal(18, 1)) as varchar) || \', "action": "\' || '
             "(case when a = 0 then 'start' else 'stop' end) || '\", \"session_id\": ' || (device_index * 10 + s) || '}'"
         )
-        copy(con, f"""
+        copy(
+            con,
+            f"""
             with r as (
                 select range as o, (range // 4) * {PARTITIONS} + {p} as device_index,
                        (range // 2) % 2 as s, range % 2 as a
@@ -112,37 +121,51 @@ def generate_full(root: Path, heart_rate_rows: int, con) -> dict:
             ), t as (
                 select *, {BASE} + device_index * 10 + s * {SESSION_GAP} + 0.5 + a * {SESSION_LENGTH} as t from r
             )
-            select {KAFKA_COLUMNS.format(topic='workout', p=p, event_us='t * 1000000', value=value)} from t
-        """, kafka_path(root, "workout", p, 0, n - 1))
+            select {KAFKA_COLUMNS.format(topic="workout", p=p, event_us="t * 1000000", value=value)} from t
+        """,
+            kafka_path(root, "workout", p, 0, n - 1),
+        )
         value = (
-            "'{\"user_id\": ' || (100000 + device_index) || ', \"update_type\": \"new\", \"timestamp\": ' || "
+            '\'{"user_id": \' || (100000 + device_index) || \', "update_type": "new", "timestamp": \' || '
             f"({BASE} - 86400 + device_index) || ', \"dob\": \"' || lpad(cast(1 + device_index % 12 as varchar), 2, '0') || "
-            "'/15/' || (1940 + device_index % 60) || '\", \"sex\": \"F\", \"gender\": \"' || "
+            '\'/15/\' || (1940 + device_index % 60) || \'", "sex": "F", "gender": "\' || '
             "(case when device_index % 2 = 0 then 'female' else 'male' end) || '\", \"first_name\": \"f\", "
-            "\"last_name\": \"l\", \"address\": {\"street_address\": \"1 Main St\", \"city\": \"c' || "
-            "(device_index % 50) || '\", \"state\": \"s' || (device_index % 5) || '\", \"zip\": ' || "
+            '"last_name": "l", "address": {"street_address": "1 Main St", "city": "c\' || '
+            '(device_index % 50) || \'", "state": "s\' || (device_index % 5) || \'", "zip": \' || '
             "(10000 + device_index) || '}}'"
         )
-        copy(con, f"""
+        copy(
+            con,
+            f"""
             with r as (select range as o, range * {PARTITIONS} + {p} as device_index from range(0, {per_partition}))
-            select {KAFKA_COLUMNS.format(topic='user_info', p=p, event_us=f'({BASE} - 86400 + device_index) * 1000000', value=value)}
+            select {KAFKA_COLUMNS.format(topic="user_info", p=p, event_us=f"({BASE} - 86400 + device_index) * 1000000", value=value)}
             from r
-        """, kafka_path(root, "user_info", p, 0, per_partition - 1))
-    copy(con, f"""
+        """,
+            kafka_path(root, "user_info", p, 0, per_partition - 1),
+        )
+    copy(
+        con,
+        f"""
         select cast(100000 + range as bigint) as user_id, cast(500000 + range as bigint) as device_id,
                printf('02:00:%02x:%02x:%02x:%02x', (range >> 24) % 256, (range >> 16) % 256, (range >> 8) % 256, range % 256) as mac_address,
                make_timestamp(cast(({BASE} - 90000 + range) * 1000000 as bigint)) as registration_timestamp,
                make_timestamp(cast(({BASE} - 90000 + range) * 1000000 as bigint)) as modified_at
         from range(0, {devices})
-    """, sql_path(root, "registered_users", 1))
-    copy(con, f"""
+    """,
+        sql_path(root, "registered_users", 1),
+    )
+    copy(
+        con,
+        f"""
         select printf('02:00:%02x:%02x:%02x:%02x', (range >> 24) % 256, (range >> 16) % 256, (range >> 8) % 256, range % 256) as mac_address,
                cast(1 + range % 7 as integer) as gym,
                make_timestamp(cast(({BASE} + range * 10 - 300) * 1000000 as bigint)) as login,
                make_timestamp(cast(({BASE} + range * 10 + 2000) * 1000000 as bigint)) as logout,
                make_timestamp(cast(({BASE} + range * 10 + 2000) * 1000000 as bigint)) as modified_at
         from range(0, {devices})
-    """, sql_path(root, "gym_logins", 1))
+    """,
+        sql_path(root, "gym_logins", 1),
+    )
     return {"devices": devices, "per_partition": per_partition, "rows_per_partition": rows_per_partition}
 
 
@@ -158,45 +181,71 @@ def generate_increment(root: Path, shape: dict, con) -> int:
         first = rows_per_partition
         n_new = new_sessions_per_partition * SESSION_LENGTH
         start_third = READINGS_PER_DEVICE + 100
-        copy(con, bpm_select(
-            p, first, n_new,
-            devices=f"((o - {first}) // {SESSION_LENGTH}) * {PARTITIONS} + {p}",
-            times_sql=f"{BASE} + (((o - {first}) // {SESSION_LENGTH}) * {PARTITIONS} + {p}) * 10 + {start_third} + (o - {first}) % {SESSION_LENGTH} + 1.25",
-            rows_per_device=SESSION_LENGTH,
-        ), kafka_path(root, "bpm", p, first, first + n_new - 1))
+        copy(
+            con,
+            bpm_select(
+                p,
+                first,
+                n_new,
+                devices=f"((o - {first}) // {SESSION_LENGTH}) * {PARTITIONS} + {p}",
+                times_sql=f"{BASE} + (((o - {first}) // {SESSION_LENGTH}) * {PARTITIONS} + {p}) * 10 + {start_third} + (o - {first}) % {SESSION_LENGTH} + 1.25",
+                rows_per_device=SESSION_LENGTH,
+            ),
+            kafka_path(root, "bpm", p, first, first + n_new - 1),
+        )
         first2 = first + n_new
         n_late = late_devices_per_partition * late_per_device
         offset_devices = new_sessions_per_partition  # other devices than the new sessions
-        copy(con, bpm_select(
-            p, first2, n_late,
-            devices=f"(((o - {first2}) // {late_per_device}) + {offset_devices}) * {PARTITIONS} + {p}",
-            times_sql=f"{BASE} + ((((o - {first2}) // {late_per_device}) + {offset_devices}) * {PARTITIONS} + {p}) * 10 + 100 + (o - {first2}) % {late_per_device} + 0.75",
-            rows_per_device=late_per_device,
-        ), kafka_path(root, "bpm", p, first2, first2 + n_late - 1))
+        copy(
+            con,
+            bpm_select(
+                p,
+                first2,
+                n_late,
+                devices=f"(((o - {first2}) // {late_per_device}) + {offset_devices}) * {PARTITIONS} + {p}",
+                times_sql=f"{BASE} + ((((o - {first2}) // {late_per_device}) + {offset_devices}) * {PARTITIONS} + {p}) * 10 + 100 + (o - {first2}) % {late_per_device} + 0.75",
+                rows_per_device=late_per_device,
+            ),
+            kafka_path(root, "bpm", p, first2, first2 + n_late - 1),
+        )
         total += n_new + n_late
         wfirst = per_partition * len(SESSIONS) * 2
         n = new_sessions_per_partition * 2
         value = (
-            "'{\"user_id\": ' || (100000 + device_index) || ', \"workout_id\": 3, \"timestamp\": ' || "
-            "cast(cast(t as decimal(18, 1)) as varchar) || ', \"action\": \"' || "
+            '\'{"user_id": \' || (100000 + device_index) || \', "workout_id": 3, "timestamp": \' || '
+            'cast(cast(t as decimal(18, 1)) as varchar) || \', "action": "\' || '
             "(case when a = 0 then 'start' else 'stop' end) || '\", \"session_id\": ' || (device_index * 10 + 2) || '}'"
         )
-        copy(con, f"""
+        copy(
+            con,
+            f"""
             with r as (
                 select range as o, ((range - {wfirst}) // 2) * {PARTITIONS} + {p} as device_index, (range - {wfirst}) % 2 as a
                 from range({wfirst}, {wfirst + n})
             ), t as (
                 select *, {BASE} + device_index * 10 + {start_third} + 0.5 + a * {SESSION_LENGTH} + 1 as t from r
             )
-            select {KAFKA_COLUMNS.format(topic='workout', p=p, event_us='t * 1000000', value=value)} from t
-        """, kafka_path(root, "workout", p, wfirst, wfirst + n - 1))
+            select {KAFKA_COLUMNS.format(topic="workout", p=p, event_us="t * 1000000", value=value)} from t
+        """,
+            kafka_path(root, "workout", p, wfirst, wfirst + n - 1),
+        )
     return total
 
 
 def run_dbt(env: dict, *args: str) -> tuple[float, int, int]:
     """Run dbt in a child process; returns (wall seconds, peak RSS in bytes, exit code)."""
-    cmd = [str(DBT), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
-           "--target-path", env["BENCH_TARGET"], "--log-path", env["BENCH_LOGS"]]
+    cmd = [
+        str(DBT),
+        *args,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+        "--target-path",
+        env["BENCH_TARGET"],
+        "--log-path",
+        env["BENCH_LOGS"],
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.read()
@@ -213,9 +262,13 @@ def split_times(target: Path, phase: str) -> tuple[float, float]:
     shutil.copy(target / "run_results.json", target / f"run_results_{phase}.json")
     results = json.loads((target / "run_results.json").read_text())["results"]
     slowest = sorted(results, key=lambda r: -r["execution_time"])[:6]
-    print(f"  slowest nodes ({phase}): " + ", ".join(
-        f"{r['unique_id'].split('.')[-2 if r['unique_id'].startswith('test.') else -1][:40]} {r['execution_time']:.1f}s"
-        for r in slowest))
+    print(
+        f"  slowest nodes ({phase}): "
+        + ", ".join(
+            f"{r['unique_id'].split('.')[-2 if r['unique_id'].startswith('test.') else -1][:40]} {r['execution_time']:.1f}s"
+            for r in slowest
+        )
+    )
     models = sum(r["execution_time"] for r in results if r["unique_id"].startswith("model."))
     tests = sum(r["execution_time"] for r in results if not r["unique_id"].startswith("model."))
     return models, tests
@@ -234,27 +287,43 @@ def main() -> int:
     landing, warehouse = workdir / "landing", workdir / "warehouse" / "fitlake.duckdb"
     landing.mkdir(parents=True)
     warehouse.parent.mkdir(parents=True)
-    env = dict(os.environ, FITLAKE_LANDING_ROOT=str(landing), FITLAKE_WAREHOUSE=str(warehouse),
-               BENCH_TARGET=str(workdir / "target"), BENCH_LOGS=str(workdir / "logs"),
-               DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    env = dict(
+        os.environ,
+        FITLAKE_LANDING_ROOT=str(landing),
+        FITLAKE_WAREHOUSE=str(warehouse),
+        BENCH_TARGET=str(workdir / "target"),
+        BENCH_LOGS=str(workdir / "logs"),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
 
     t = time.perf_counter()
     with duckdb.connect() as con:
         shape = generate_full(landing, args.heart_rate_rows, con)
-    print(f"generated {shape['rows_per_partition'] * PARTITIONS:,} heart-rate rows for {shape['devices']:,} devices "
-          f"in {time.perf_counter() - t:.1f} s")
+    print(
+        f"generated {shape['rows_per_partition'] * PARTITIONS:,} heart-rate rows for {shape['devices']:,} devices "
+        f"in {time.perf_counter() - t:.1f} s"
+    )
 
     full_s, full_rss, code = run_dbt(env, "build")
     if code:
         return code
     with duckdb.connect(str(warehouse), read_only=True) as con:
         bronze_rows = con.execute("select count(*) from bronze.kafka_multiplex_bz").fetchone()[0]
-        counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0]
-                  for t in ("silver.heart_rate", "silver.workout_bpm", "silver.completed_workouts",
-                            "gold.workout_bpm_summary", "gold.gym_summary")}
+        counts = {
+            t: con.execute(f"select count(*) from {t}").fetchone()[0]
+            for t in (
+                "silver.heart_rate",
+                "silver.workout_bpm",
+                "silver.completed_workouts",
+                "gold.workout_bpm_summary",
+                "gold.gym_summary",
+            )
+        }
     models_s, tests_s = split_times(workdir / "target", "full")
-    print(f"full build:        {full_s:6.1f} s  ({bronze_rows / full_s:,.0f} bronze rows/s; "
-          f"models {models_s:.1f} s, tests {tests_s:.1f} s summed over threads)  peak RSS {full_rss / 2**30:.2f} GiB")
+    print(
+        f"full build:        {full_s:6.1f} s  ({bronze_rows / full_s:,.0f} bronze rows/s; "
+        f"models {models_s:.1f} s, tests {tests_s:.1f} s summed over threads)  peak RSS {full_rss / 2**30:.2f} GiB"
+    )
     print("  rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
     with duckdb.connect() as con:
@@ -265,8 +334,10 @@ def main() -> int:
     models_s, tests_s = split_times(workdir / "target", "incremental")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         hr = con.execute("select count(*) from silver.heart_rate").fetchone()[0]
-    print(f"incremental build: {inc_s:6.1f} s  (+{added:,} readings, {added / max(1, counts['silver.heart_rate']):.1%}; "
-          f"models {models_s:.1f} s, tests {tests_s:.1f} s)  peak RSS {inc_rss / 2**30:.2f} GiB")
+    print(
+        f"incremental build: {inc_s:6.1f} s  (+{added:,} readings, {added / max(1, counts['silver.heart_rate']):.1%}; "
+        f"models {models_s:.1f} s, tests {tests_s:.1f} s)  peak RSS {inc_rss / 2**30:.2f} GiB"
+    )
     print(f"incremental / full: {inc_s / full_s:.1%}   heart_rate rows now {hr:,}")
 
     noop_s, _, code = run_dbt(env, "build")

@@ -46,11 +46,31 @@ def generate(seed: int, n_users: int = 14) -> Dataset:
         user_id, device_id, mac = 30_000 + i, 400_000 + i, f"bb:00:00:00:00:{i:02x}"
         if i % 7 != 6:  # some users never register
             reg = BASE + i * 100
-            ds.registered_users.append((0, dict(user_id=user_id, device_id=device_id, mac_address=mac,
-                                                registration_timestamp=reg, modified_at=reg)))
+            ds.registered_users.append(
+                (
+                    0,
+                    dict(
+                        user_id=user_id,
+                        device_id=device_id,
+                        mac_address=mac,
+                        registration_timestamp=reg,
+                        modified_at=reg,
+                    ),
+                )
+            )
             if rng.random() < 0.3:  # a later registration of the same user must not win
-                ds.registered_users.append((0, dict(user_id=user_id, device_id=device_id + 1000, mac_address=mac,
-                                                    registration_timestamp=reg + 50, modified_at=reg + 50)))
+                ds.registered_users.append(
+                    (
+                        0,
+                        dict(
+                            user_id=user_id,
+                            device_id=device_id + 1000,
+                            mac_address=mac,
+                            registration_timestamp=reg + 50,
+                            modified_at=reg + 50,
+                        ),
+                    )
+                )
         # CDC events with distinct or tied timestamps, some redelivered
         t = BASE + 1000 + i
         for k in range(rng.randint(1, 5)):
@@ -58,10 +78,21 @@ def generate(seed: int, n_users: int = 14) -> Dataset:
             t += rng.choice([0, 1, 10, 100.5])
             event = {"user_id": user_id, "update_type": kind, "timestamp": _epoch(rng, t)}
             if kind != "delete":
-                event.update(dob=rng.choice([None, f"{rng.randint(1, 12):02d}/{rng.randint(1, 28):02d}/{rng.randint(1930, 2012)}"]),
-                             sex="M", gender=rng.choice(["male", "female", "nb"]), first_name=f"f{k}", last_name="l",
-                             address={"street_address": f"{k} St", "city": rng.choice(["A", "B", "C"]), "state": "CA",
-                                      "zip": 90000 + k})
+                event.update(
+                    dob=rng.choice(
+                        [None, f"{rng.randint(1, 12):02d}/{rng.randint(1, 28):02d}/{rng.randint(1930, 2012)}"]
+                    ),
+                    sex="M",
+                    gender=rng.choice(["male", "female", "nb"]),
+                    first_name=f"f{k}",
+                    last_name="l",
+                    address={
+                        "street_address": f"{k} St",
+                        "city": rng.choice(["A", "B", "C"]),
+                        "state": "CA",
+                        "zip": 90000 + k,
+                    },
+                )
             for _ in range(rng.choice([1, 1, 2])):
                 send("user_info", user_id % 2, event)
         # workout sessions, gym visits around them, readings during and around them
@@ -70,24 +101,59 @@ def generate(seed: int, n_users: int = 14) -> Dataset:
             duration = rng.choice([300.25, 900, 1800.5, 3 * 3600, 3 * 3600 + 1, 4 * 3600])
             session_id, workout_id = i * 10 + s, rng.randint(1, 4)
             start_e, stop_e = _epoch(rng, start), _epoch(rng, start + duration)
-            for action, ts in [("start", start_e), ("stop", stop_e)] + ([("stop", stop_e + 60)] if rng.random() < 0.3 else []):
+            for action, ts in [("start", start_e), ("stop", stop_e)] + (
+                [("stop", stop_e + 60)] if rng.random() < 0.3 else []
+            ):
                 for _ in range(rng.choice([1, 1, 2])):
-                    send("workout", user_id % 2, {"user_id": user_id, "workout_id": workout_id, "timestamp": ts,
-                                                  "action": action, "session_id": session_id})
+                    send(
+                        "workout",
+                        user_id % 2,
+                        {
+                            "user_id": user_id,
+                            "workout_id": workout_id,
+                            "timestamp": ts,
+                            "action": action,
+                            "session_id": session_id,
+                        },
+                    )
             login = int(start) - rng.randint(0, 600)
             logout = int(start + duration) + rng.randint(-100, 600)
-            ds.gym_logins.append((0, dict(mac_address=mac, gym=rng.randint(1, 3), login=login, logout=None, modified_at=login)))
-            ds.gym_logins.append((1, dict(mac_address=mac, gym=ds.gym_logins[-1][1]["gym"], login=login,
-                                          logout=logout, modified_at=max(logout, login + 1))))
-            readings = [start_e, stop_e] + [start + rng.uniform(-300, min(duration, 7200) + 300) for _ in range(rng.randint(3, 12))]
+            ds.gym_logins.append(
+                (0, dict(mac_address=mac, gym=rng.randint(1, 3), login=login, logout=None, modified_at=login))
+            )
+            ds.gym_logins.append(
+                (
+                    1,
+                    dict(
+                        mac_address=mac,
+                        gym=ds.gym_logins[-1][1]["gym"],
+                        login=login,
+                        logout=logout,
+                        modified_at=max(logout, login + 1),
+                    ),
+                )
+            )
+            readings = [start_e, stop_e] + [
+                start + rng.uniform(-300, min(duration, 7200) + 300) for _ in range(rng.randint(3, 12))
+            ]
             for r in readings:
                 hr = rng.choice([rng.randint(50, 190), rng.randint(50, 190), 0, None])
                 for _ in range(rng.choice([1, 1, 2])):
-                    send("bpm", device_id % 2, {"device_id": device_id, "time": r if isinstance(r, int) else round(r, 6),
-                                                "heartrate": hr})
+                    send(
+                        "bpm",
+                        device_id % 2,
+                        {"device_id": device_id, "time": r if isinstance(r, int) else round(r, 6), "heartrate": hr},
+                    )
             if rng.random() < 0.2:  # a conflicting redelivery: the last delivery wins
-                send("bpm", device_id % 2, {"device_id": device_id, "time": readings[-1] if isinstance(readings[-1], int) else round(readings[-1], 6),
-                                            "heartrate": rng.randint(50, 190)})
+                send(
+                    "bpm",
+                    device_id % 2,
+                    {
+                        "device_id": device_id,
+                        "time": readings[-1] if isinstance(readings[-1], int) else round(readings[-1], 6),
+                        "heartrate": rng.randint(50, 190),
+                    },
+                )
     for topic in ("user_info", "workout", "bpm"):
         send(topic, 0, '{"broken": ')
         send(topic, 1, {"unexpected": True})
@@ -114,7 +180,7 @@ def write(ds: Dataset, writer: LandingWriter, n_batches: int, seed: int) -> list
             cuts = sorted(rng.sample(range(1, len(msgs)), min(n_batches - 1, len(msgs) - 1))) if n_batches > 1 else []
             bounds = [0, *cuts, len(msgs)]
             for b in range(len(bounds) - 1):
-                chunk = msgs[bounds[b]:bounds[b + 1]]
+                chunk = msgs[bounds[b] : bounds[b + 1]]
                 if chunk:
                     runs[b].append(("kafka", topic, p, chunk))
 
@@ -136,11 +202,17 @@ def write(ds: Dataset, writer: LandingWriter, n_batches: int, seed: int) -> list
             for item in items:
                 if item[0] == "kafka":
                     _, topic, p, chunk = item
-                    writer.kafka_file(topic, [v for _, v in chunk], partition=p,
-                                      offsets=[o for o, _ in chunk], keys=[None] * len(chunk))
+                    writer.kafka_file(
+                        topic,
+                        [v for _, v in chunk],
+                        partition=p,
+                        offsets=[o for o, _ in chunk],
+                        keys=[None] * len(chunk),
+                    )
                 else:
                     _, table, batch_rows = item
                     writer.sql_batch(table, batch_rows)
+
         return land
 
     return [make_run(items) for items in runs]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Dbt
+from dbt_harness import Dbt
 
 
 def _bpm(i: int) -> dict:
@@ -18,7 +18,7 @@ def test_kafka_overlapping_files_load_each_message_once(dbt: Dbt) -> None:
     dbt.build("--select", "+kafka_multiplex_bz", "--indirect-selection", "cautious")
     assert dbt.query('select "offset" from bronze.kafka_multiplex_bz order by 1') == [(i,) for i in range(9)]
     # the kept copy of a repeated offset is the one from the first file (by path)
-    files = dbt.query("select count(distinct source_file) from bronze.kafka_multiplex_bz where \"offset\" < 6")
+    files = dbt.query('select count(distinct source_file) from bronze.kafka_multiplex_bz where "offset" < 6')
     assert files == [(1,)]
 
     # run 2: a file overlapping what is already loaded (7-11) plus a clean one (12-13)
@@ -37,9 +37,18 @@ def test_kafka_overlapping_files_load_each_message_once(dbt: Dbt) -> None:
 
 
 def test_sql_extract_rerun_adds_nothing_and_keeps_lineage(dbt: Dbt) -> None:
-    path = dbt.writer.sql_batch("registered_users", [
-        dict(user_id=1, device_id=2, mac_address="m", registration_timestamp=1_700_000_000.123456, modified_at=1_700_000_000),
-    ])
+    path = dbt.writer.sql_batch(
+        "registered_users",
+        [
+            dict(
+                user_id=1,
+                device_id=2,
+                mac_address="m",
+                registration_timestamp=1_700_000_000.123456,
+                modified_at=1_700_000_000,
+            ),
+        ],
+    )
     dbt.build("--select", "registered_users_bz", "--indirect-selection", "cautious")
     dbt.build("--select", "registered_users_bz", "--indirect-selection", "cautious")
     rows = dbt.query("select user_id, registration_timestamp, source_file from bronze.registered_users_bz")

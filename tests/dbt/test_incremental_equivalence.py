@@ -10,8 +10,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from conftest import CONTRACT_COLUMNS, Dbt
+from dbt_harness import CONTRACT_COLUMNS, Dbt
 from random_landing import generate, write
 
 

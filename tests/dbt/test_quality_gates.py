@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import Dbt
-from test_golden import MAC1, land_run1, land_run2
+from dbt_harness import Dbt
+from golden_scenario import MAC1, land_run1, land_run2
 
 
 def _status(result, name: str) -> str:
@@ -20,9 +20,18 @@ def test_error_level_failure_fails_the_build_and_skips_gold(dbt: Dbt) -> None:
 
     # a second member registered with a mac address already taken breaks users.mac_address
     # uniqueness (error level): visits could no longer be attributed to one member
-    dbt.writer.sql_batch("registered_users", [
-        dict(user_id=20009, device_id=300099, mac_address=MAC1, registration_timestamp=1700000900, modified_at=1700000900),
-    ])
+    dbt.writer.sql_batch(
+        "registered_users",
+        [
+            dict(
+                user_id=20009,
+                device_id=300099,
+                mac_address=MAC1,
+                registration_timestamp=1700000900,
+                modified_at=1700000900,
+            ),
+        ],
+    )
     land_run2(dbt.writer)  # new data that would change gold (the workout of 20001 completes)
     result = dbt.build(expect_success=False)
 
@@ -61,13 +70,32 @@ def test_docs_generate_and_lineage_bronze_silver_gold(dbt: Dbt) -> None:
     assert "model.fitlake.bpm_events" in parents["model.fitlake.heart_rate"]
     assert "model.fitlake.kafka_multiplex_bz" in parents["model.fitlake.bpm_events"]
     assert "source.fitlake.landing.kafka" in parents["model.fitlake.kafka_multiplex_bz"]
-    assert {"source.fitlake.landing.registered_users", "source.fitlake.landing.gym_logins",
-            "source.fitlake.landing.kafka"} <= upstream("model.fitlake.gym_summary")
+    assert {
+        "source.fitlake.landing.registered_users",
+        "source.fitlake.landing.gym_logins",
+        "source.fitlake.landing.kafka",
+    } <= upstream("model.fitlake.gym_summary")
     layers = {n["name"]: n["schema"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
-    assert {layers[m] for m in ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz", "date_lookup")} == {"bronze"}
-    assert {layers[m] for m in ("users", "gym_logs", "user_profile", "workouts", "heart_rate", "user_bins",
-                                "completed_workouts", "workout_bpm", "quarantine", "user_info_events",
-                                "workout_events", "bpm_events")} == {"silver"}
+    assert {layers[m] for m in ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz", "date_lookup")} == {
+        "bronze"
+    }
+    assert {
+        layers[m]
+        for m in (
+            "users",
+            "gym_logs",
+            "user_profile",
+            "workouts",
+            "heart_rate",
+            "user_bins",
+            "completed_workouts",
+            "workout_bpm",
+            "quarantine",
+            "user_info_events",
+            "workout_events",
+            "bpm_events",
+        )
+    } == {"silver"}
     assert {layers[m] for m in ("workout_bpm_summary", "gym_summary")} == {"gold"}
     # every model and column is described
     for node in manifest["nodes"].values():
@@ -82,4 +110,3 @@ def test_docs_generate_and_lineage_bronze_silver_gold(dbt: Dbt) -> None:
             documented = {c.lower() for c in node["columns"]}
             actual = {c.lower() for c in catalog["nodes"][unique_id]["columns"]}
             assert documented == actual, (node["name"], actual ^ documented)
-
