@@ -1,4 +1,6 @@
-{{ config(materialized='table') }}
+{#- Incremental so that a run does not rebuild 36,500 rows it already has: it adds only dates
+    of the configured range that are missing (a wider range in the vars extends it). -#}
+{{ config(materialized='incremental') }}
 
 with
 
@@ -10,6 +12,9 @@ days as (
         date '{{ var("date_lookup_end") }}',
         interval 1 day
     )
+    {%- if is_incremental() %}
+    where cast(generate_series as date) not in (select d.date from {{ this }} as d)
+    {%- endif %}
 
 ),
 
