@@ -70,6 +70,10 @@ class Chromium:
     def open(self, url: str, wait_for_text: str | None = None, timeout: float = 45, settle: float = 2) -> str:
         """Load `url`; wait until the page (including same-origin iframes) shows `wait_for_text`."""
         self.send("Page.navigate", url=url)
+        return self.open_wait(wait_for_text, timeout, settle, url)
+
+    def open_wait(self, wait_for_text: str | None, timeout: float = 45, settle: float = 2, url: str = "") -> str:
+        """Wait until the current page shows `wait_for_text`, then `settle` seconds."""
         deadline = time.monotonic() + timeout
         text = ""
         probe = ("(() => { let t = document.body ? document.body.innerText : '';"

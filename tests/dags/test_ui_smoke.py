@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from chromium import Chromium, chromium_binary
 
-RUN_CONF = {"select": "date_lookup", "as_of_date": "2024-06-15", "full_refresh": False}
+RUN_CONF = {"select": "date_lookup", "as_of_date": "2024-06-15", "full_refresh": True}
 
 
 class Api:
@@ -110,6 +110,16 @@ def test_transform_dag_triggered_with_params_succeeds(triggered_run):
     assert others and set(others.values()) == {"skipped"}, others
 
 
+def test_params_reach_the_dbt_command(api, triggered_run):
+    run_id = triggered_run["dag_run_id"]
+    path = f"/api/v2/dags/transform_dbt/dagRuns/{run_id}/taskInstances/dbt.date_lookup.run/logs/1"
+    status, body = api.call("GET", path + "?full_content=true", token=api.token)
+    assert status == 200
+    log = body.decode()
+    assert "--full-refresh" in log
+    assert "as_of_date" in log and "2024-06-15" in log
+
+
 def test_dbt_docs_are_served_only_to_logged_in_users(api, triggered_run):
     for name in ("index.html", "manifest.json", "catalog.json"):
         path = f"/fitlake-docs/{name}"
@@ -141,7 +151,9 @@ def test_screenshots_of_the_graph_and_the_docs(airflow, api, triggered_run, arti
         browser.open(f"{airflow.url}/dags", wait_for_text="transform_dbt", settle=0)
         browser.evaluate("localStorage.setItem('default_dag_view', JSON.stringify('graph'))")  # graph, not grid
         text = browser.open(f"{airflow.url}/dags/transform_dbt/runs/{run_id}", wait_for_text="docs_generate",
-                            settle=4)
+                            settle=1)
+        browser.evaluate("document.querySelector('[aria-label=\"Expand all task groups\"]')?.click()")
+        browser.open_wait("users", settle=4)  # the per-model groups are drawn
         assert "transform_dbt" in text
         graph = browser.screenshot(artifacts_dir / "transform_dbt_graph.png")
         text = browser.open(f"{airflow.url}/plugin/dbt-docs", wait_for_text="workout_bpm_summary", timeout=60)
