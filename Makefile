@@ -4,32 +4,62 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup demo test test-fast bench lint stack-up stack-down stack-status clean
+.PHONY: help setup demo test test-fast test-dbt test-dags bench bench-ingestion bench-dbt lint airflow docs dbt-manifest \
+	land stack-up stack-down stack-status clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: ## install system packages and the pinned virtualenv (idempotent, fast when done)
 	@bash .ci/setup.sh
 
-demo: setup ## start the embedded stack, simulate a day of data and run the pipeline end to end
+demo: setup dbt-manifest ## the whole pipeline once through Airflow on the embedded stack, then a report
+	@$(PY) dags/fitlake_common/run_demo.py --members 200 --gyms 5 --days 1 --seed 42
+
+land: setup ## start the embedded stack, simulate a day and land both sources (no Airflow, no dbt)
 	@$(PY) -m ingestion stack up
 	@$(PY) -m ingestion simulate --members 200 --gyms 5 --days 1 --seed 42
 	@$(PY) -m ingestion land sql
 	@$(PY) -m ingestion land kafka
 
-test: setup ## run the whole test suite (starts and stops every service it needs)
+airflow: setup dbt-manifest ## Airflow standalone on the embedded stack (URL and login printed); Ctrl-C stops it
+	@$(PY) dags/fitlake_common/run_airflow.py
+
+docs: setup dbt-manifest ## generate the dbt docs and serve them on http://localhost:8081 (not while a transform runs)
+	@mkdir -p data/warehouse
+	@FITLAKE_WAREHOUSE=$(CURDIR)/data/warehouse/fitlake.duckdb FITLAKE_LANDING_ROOT=$(CURDIR)/data/landing \
+	  .venv/bin/dbt docs generate --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/data/dbt_docs
+	@FITLAKE_WAREHOUSE=$(CURDIR)/data/warehouse/fitlake.duckdb FITLAKE_LANDING_ROOT=$(CURDIR)/data/landing \
+	  .venv/bin/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/data/dbt_docs \
+	  --port 8081 --no-browser
+
+dbt-manifest: setup ## parse dbt_project into target/manifest.json (Cosmos renders transform_dbt from it)
+	@.venv/bin/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
+
+test: setup dbt-manifest ## run the whole test suite (starts and stops every service it needs)
 	@$(PY) -c "from tests.support.real_kafka import ensure_kafka_jars; ensure_kafka_jars()"
 	@$(PY) -m pytest -p no:cacheprovider
 
 test-fast: setup ## only the unit tests (no services)
 	@$(PY) -m pytest -p no:cacheprovider tests/unit
 
-bench: setup ## print landing and dbt throughput figures (no assertions)
+test-dbt: setup ## the dbt scenarios on temporary warehouses
+	@$(PY) -m pytest -p no:cacheprovider tests/dbt
+
+test-dags: setup dbt-manifest ## DAG integrity, compose, end to end through Airflow, quality gate, UI smoke
+	@$(PY) -m pytest -p no:cacheprovider tests/dags
+
+bench: bench-ingestion bench-dbt ## print landing and dbt throughput figures (no assertions)
+
+bench-ingestion: setup ## Kafka and SQL landing beside bare client loops
 	@$(PY) tests/bench/bench_ingestion.py
+
+bench-dbt: setup ## full and incremental dbt build on 10M heart-rate rows
+	@$(PY) tests/bench/bench_dbt.py
 
 lint: setup ## ruff on Python, sqlfluff on the dbt models
 	@$(PY) -m ruff check ingestion dags tests
+	@cd dbt_project && FITLAKE_WAREHOUSE=:memory: ../.venv/bin/sqlfluff lint models
 
 stack-up: setup ## start the embedded broker and SQL stand-in
 	@$(PY) -m ingestion stack up
@@ -40,5 +70,5 @@ stack-down: ## stop the embedded stack
 stack-status: ## report the embedded stack
 	@$(PY) -m ingestion stack status
 
-clean: stack-down ## remove generated data (landing zone, warehouse, stack state)
-	rm -rf data
+clean: stack-down ## remove generated data (landing zone, warehouse, stack state, Airflow home)
+	rm -rf data .airflow
