@@ -24,18 +24,6 @@ users as (
 
 ),
 
-all_readings as (
-
-    select
-        device_id,
-        "time",
-        heartrate,
-        valid,
-        load_time
-    from {{ ref('heart_rate') }}
-
-),
-
 heart_rate as (
 
     select
@@ -43,7 +31,7 @@ heart_rate as (
         "time",
         heartrate,
         load_time
-    from all_readings
+    from {{ ref('heart_rate') }}
     where valid
 
 ),
@@ -65,40 +53,58 @@ workout_devices as (
 ),
 
 {% if is_incremental() %}
+{%- set since_last_run = loaded_since_last_run() %}
+-- (valid or not: a reading redelivered as invalid must leave the workouts it was in); read
+-- straight from heart_rate with the watermark inlined, so only the new rows are scanned
 new_readings as (
 
-    select *
-    from all_readings
-    where {{ loaded_since_last_run() }}
+    select
+        device_id,
+        "time",
+        load_time
+    from {{ ref('heart_rate') }}
+    where {{ since_last_run }}
 
 ),
 
--- (valid or not: a reading redelivered as invalid must leave the workouts it was in)
 -- a workout is recomputed when it (or its user's device) changed, or when a reading that
--- changed falls inside its window: late readings join workouts completed in earlier runs
+-- changed falls inside its window: late readings join workouts completed in earlier runs.
+-- trigger_load_time: the latest load_time among the changes that force the rebuild
 affected_workouts as (
 
-    select user_id, workout_id, session_id
-    from workout_devices
-    where {{ loaded_since_last_run() }}
+    select
+        user_id,
+        workout_id,
+        session_id,
+        max(trigger_load_time) as trigger_load_time
+    from (
+        select user_id, workout_id, session_id, load_time as trigger_load_time
+        from workout_devices
+        where {{ since_last_run }}
 
-    union
+        union all
 
-    select wd.user_id, wd.workout_id, wd.session_id
-    from workout_devices as wd
-    inner join new_readings as r
-        on
-            wd.device_id = r.device_id
-            and r."time" > wd.start_time
-            and r."time" <= wd.end_time
+        select wd.user_id, wd.workout_id, wd.session_id, r.load_time as trigger_load_time
+        from workout_devices as wd
+        inner join new_readings as r
+            on
+                wd.device_id = r.device_id
+                and r."time" > wd.start_time
+                and r."time" <= wd.end_time
+    ) as triggers
+    group by user_id, workout_id, session_id
 
 ),
 
+-- every row of a rebuilt workout is stamped with at least its trigger's load_time, so all
+-- rows written by this run have a load_time after the previous run's (the incremental key
+-- test of this model relies on it, see workout_bpm.yml)
 workouts_to_build as (
 
-    select wd.*
+    select
+        wd.* replace (greatest(wd.load_time, a.trigger_load_time) as load_time)
     from workout_devices as wd
-    semi join affected_workouts as a
+    inner join affected_workouts as a
         on
             wd.user_id = a.user_id
             and wd.workout_id = a.workout_id
@@ -106,7 +112,7 @@ workouts_to_build as (
 
 ),
 
--- restrict the readings scanned to the time span of the workouts being rebuilt
+-- restrict the readings scanned to the devices and time span of the workouts being rebuilt
 candidate_readings as (
 
     select *
@@ -114,6 +120,7 @@ candidate_readings as (
     where
         "time" > (select min(start_time) from workouts_to_build)
         and "time" <= (select max(end_time) from workouts_to_build)
+        and device_id in (select device_id from workouts_to_build)
 
 ),
 {% else %}
