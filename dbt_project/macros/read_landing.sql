@@ -65,7 +65,10 @@
     a file whose offsets repeat, whose offset range overlaps another new file of the same topic
     and partition, or (incremental) overlaps a range already loaded. The ranges come from the
     Parquet footers (row-group statistics), so no data is scanned; a file without statistics
-    counts as needing de-duplication. Landing is exactly-once, so normally this is empty and
+    counts as needing de-duplication. (Against bronze, a file needs de-duplication only when a
+    loaded message of its topic and partition has an offset inside the file's range, which is
+    what can repeat; comparing whole loaded file ranges would also flag files filling a gap.)
+    Landing is exactly-once, so normally this is empty and
     bronze appends the files without a row-level de-duplication pass.
 -#}
 {% macro kafka_files_needing_dedup(files, loaded_relation=none) -%}
@@ -103,14 +106,6 @@
             group by file_name
         ),
 
-        {%- if loaded_relation is not none %}
-        loaded_ranges as (
-            select topic, "partition", min("offset") as first_offset, max("offset") as last_offset
-            from {{ loaded_relation }}
-            group by source_file, topic, "partition"
-        ),
-        {%- endif %}
-
         suspect as (
             -- no usable statistics, several topics or partitions, or repeated offsets in a file
             select file_name
@@ -132,22 +127,45 @@
                     and a.first_offset <= b.last_offset
                     and b.first_offset <= a.last_offset
 
-            {%- if loaded_relation is not none %}
-
-            union
-
-            select a.file_name
-            from file_ranges as a
-            inner join loaded_ranges as b
-                on
-                    a.topic = b.topic
-                    and a."partition" = b."partition"
-                    and a.first_offset <= b.last_offset
-                    and b.first_offset <= a.last_offset
-            {%- endif %}
         )
 
-        select file_name from suspect order by file_name
+        select file_name, 'suspect' as kind, null as topic, null as "partition", null as first_offset, null as last_offset
+        from suspect
+
+        union all
+
+        select file_name, 'range', topic, "partition", first_offset, last_offset
+        from file_ranges
+        where file_name not in (select s.file_name from suspect as s)
+        order by file_name
     {%- endset -%}
-    {{ return(run_query(query).columns[0].values() | list) }}
+    {%- set rows = run_query(query).rows -%}
+    {%- set needing = [] -%}
+    {%- set ranges = [] -%}
+    {%- for row in rows -%}
+        {%- do (needing if row[1] == 'suspect' else ranges).append(row) -%}
+    {%- endfor -%}
+    {%- set needing = needing | map(attribute=0) | list -%}
+    {%- if loaded_relation is not none and ranges | length > 0 -%}
+        {#- a file needs de-duplication against bronze when a loaded message of its topic and
+            partition has an offset inside its range (only those can repeat one of its messages).
+            One probe per file with literal bounds, so DuckDB skips bronze row groups by their
+            offset statistics instead of scanning (or grouping) all of bronze on every run. -#}
+        {%- set overlap_query -%}
+            {%- for r in ranges %}
+            select '{{ r[0] | replace("'", "''") }}' as file_name
+            where exists (
+                select 1
+                from {{ loaded_relation }} as l
+                where
+                    l.topic = '{{ r[2] | replace("'", "''") }}'
+                    and l."partition" = {{ r[3] | int }}
+                    and l."offset" between {{ r[4] | int }} and {{ r[5] | int }}
+            )
+            {{- "\n            union all" if not loop.last }}
+            {%- endfor %}
+        {%- endset -%}
+        {%- set needing = needing + (run_query(overlap_query).columns[0].values() | list) -%}
+    {%- endif -%}
+    {{ return(needing | sort) }}
 {%- endmacro %}
