@@ -32,7 +32,7 @@ def test_failed_incremental_key_test_is_rechecked_until_fixed(dbt: Dbt) -> None:
     with duckdb.connect(str(dbt.warehouse)) as con:
         con.execute(
             "insert into silver.heart_rate select * replace (-1 as kafka_offset, timezone('UTC', now()) as load_time) "
-            "from silver.heart_rate order by device_id, \"time\" limit 1"
+            'from silver.heart_rate order by device_id, "time" limit 1'
         )
     land_run2(dbt.writer)
     result = dbt.build(expect_success=False)
@@ -62,7 +62,7 @@ def test_without_watermark_the_whole_table_is_checked(dbt: Dbt) -> None:
     with duckdb.connect(str(dbt.warehouse)) as con:
         con.execute(
             "insert into silver.heart_rate select * replace (timestamp '2000-01-01' as load_time) "
-            "from silver.heart_rate order by device_id, \"time\" limit 1"
+            'from silver.heart_rate order by device_id, "time" limit 1'
         )
     assert _status(dbt.build(), TEST) == "pass"
     # without a watermark (as after a model is built from scratch: its pre-hook forgets it) the
