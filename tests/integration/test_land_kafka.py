@@ -192,6 +192,7 @@ def test_exactly_once_under_sigkill(make_settings, kafka_bootstrap, tmp_path):
     ensure_topics(settings, [topic], partitions=3)
     delivered = produce(settings, topic, bpm_messages(150_000))
     env = {**os.environ, "FITLAKE_DATA_ROOT": str(settings.data_root), "FITLAKE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "FITLAKE_LANDING_ROOT": str(settings.landing_root),
            "FITLAKE_LANDING_FILE_MAX_BYTES": str(256 * 1024), "PYTHONPATH": REPO_ROOT}
     command = [sys.executable, "-m", "ingestion", "land", "kafka", "--topic", topic]
     rng = random.Random(20261123)

@@ -129,6 +129,7 @@ def test_exactly_once_under_sigkill(source):
     """Kill the extractor at 20+ random points while the source keeps changing; every row version lands once."""
     settings, conn, dialect = source
     env = {**os.environ, "FITLAKE_DATA_ROOT": str(settings.data_root), "FITLAKE_SOURCE_ODBC": settings.source_odbc,
+           "FITLAKE_LANDING_ROOT": str(settings.landing_root),
            "FITLAKE_SQL_FETCH_ROWS": "500", "FITLAKE_SQL_OVERLAP_SECONDS": "150",
            "FITLAKE_LANDING_FILE_MAX_BYTES": "8192", "PYTHONPATH": REPO_ROOT}
     command = [sys.executable, "-m", "ingestion", "land", "sql"]
