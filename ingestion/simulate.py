@@ -481,7 +481,7 @@ def _malformed(rng: random.Random, topic: str, value: str) -> tuple[str, str]:
     elif kind == "heartrate_nonpositive":
         body["heartrate"] = rng.choice(("0.0", "-1.0", f"-{rng.randrange(1, 200)}.0"))
     else:
-        body["heartrate"] = rng.choice(("999.0", "1200.5", "65535.0", f"{rng.randrange(300, 5000)}.0"))
+        body["heartrate"] = rng.choice(("999.0", "1200.5", "65535.0", f"{rng.randrange(301, 5000)}.0"))
     return kind, _dump_raw(body)
 
 

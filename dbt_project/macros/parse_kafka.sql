@@ -177,6 +177,7 @@
             ('fields[2] is null', 'missing time'),
             ('"time" is null', 'invalid time'),
             ('fields[3] is not null and heartrate is null', 'invalid heartrate'),
+            ('heartrate > ' ~ var('max_possible_heartrate'), 'impossible heartrate'),
         ]) }} as reject_reason
     from typed
 )

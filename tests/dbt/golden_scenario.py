@@ -116,6 +116,7 @@ def land_run1(w):
             bpm(300017, 1700050300, 90),  # exactly on the start: excluded
             bpm(300017, 1700050600, 100),
             bpm(300017, 1700050700, 0),  # invalid
+            bpm(300017, 1700050750, 1200.5),  # impossible: quarantined, never in a summary
             bpm(300017, 1700050900.25, 110),  # exactly on the end: included
             bpm(300017, 1700051000, 120),  # after the end
             bpm(300017, 1700051100, None),  # invalid (null)
@@ -287,6 +288,7 @@ EXPECTED_QUARANTINE = sorted(
         ("kafka_multiplex_bz", "workout", "missing session_id"),
         ("kafka_multiplex_bz", "workout", "unknown action"),
         ("kafka_multiplex_bz", "bpm", "malformed json"),
+        ("kafka_multiplex_bz", "bpm", "impossible heartrate"),
     ],
     key=str,
 )
