@@ -27,13 +27,7 @@ with DAG(
     tags=["fitlake", "landing", "azure-sql"],
     doc_md=DOC,
     params={"table": Param(ALL, enum=[ALL, *SQL_TABLES], description="Which table to land")},
-    default_args={
-        "owner": config.OWNER,
-        "retries": config.LANDING_RETRIES,
-        "retry_delay": config.LANDING_RETRY_DELAY,
-        "retry_exponential_backoff": True,
-        "max_retry_delay": config.LANDING_MAX_RETRY_DELAY,
-    },
+    default_args=config.LANDING_DEFAULT_ARGS,
 ):
 
     @task

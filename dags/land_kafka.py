@@ -28,13 +28,7 @@ with DAG(
     tags=["fitlake", "landing", "kafka"],
     doc_md=DOC,
     params={"topic": Param(ALL, enum=[ALL, *KAFKA_TOPICS], description="Which topic to land")},
-    default_args={
-        "owner": config.OWNER,
-        "retries": config.LANDING_RETRIES,
-        "retry_delay": config.LANDING_RETRY_DELAY,
-        "retry_exponential_backoff": True,
-        "max_retry_delay": config.LANDING_MAX_RETRY_DELAY,
-    },
+    default_args=config.LANDING_DEFAULT_ARGS,
 ):
 
     @task

@@ -65,3 +65,13 @@ DBT_ENV = {
 LANDING_RETRIES = int(os.environ.get("FITLAKE_LANDING_RETRIES", "3"))
 LANDING_RETRY_DELAY = timedelta(seconds=int(os.environ.get("FITLAKE_LANDING_RETRY_DELAY_SECONDS", "30")))
 LANDING_MAX_RETRY_DELAY = timedelta(minutes=10)
+
+# Landing tasks retry with exponential backoff (broker or database restarts); landing is exactly-once,
+# so a retry never duplicates.
+LANDING_DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": LANDING_RETRIES,
+    "retry_delay": LANDING_RETRY_DELAY,
+    "retry_exponential_backoff": True,
+    "max_retry_delay": LANDING_MAX_RETRY_DELAY,
+}
