@@ -38,14 +38,10 @@ def cmd_stack(args, settings) -> int:
 
 def cmd_land(args, settings) -> int:
     if args.source == "sql":
-        from ingestion.errors import ConfigError
-        from ingestion.land_sql import SOURCE_TABLES, land_sql_table
+        from ingestion.land_sql import configured_tables, land_sql_table
 
-        names = args.table or list(SOURCE_TABLES)
-        unknown = [n for n in names if n not in SOURCE_TABLES]
-        if unknown:
-            raise ConfigError(f"unknown table(s) {unknown}; configured: {sorted(SOURCE_TABLES)}")
-        jobs = [(n, lambda n=n, p=None: land_sql_table(settings, SOURCE_TABLES[n], progress=p)) for n in names]
+        jobs = [(t.name, lambda t=t, p=None: land_sql_table(settings, t, progress=p))
+                for t in configured_tables(args.table)]
     else:
         from ingestion.land_kafka import land_kafka_topic
 

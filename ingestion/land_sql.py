@@ -226,14 +226,19 @@ def _write_batches(cursor, table, dialect, settings, work_dir: Path, window: _Ov
     return files
 
 
-def land_sql_tables(settings: Settings, tables: list[str] | None = None) -> list[LandingSummary]:
-    names = tables or list(SOURCE_TABLES)
+def configured_tables(names: list[str] | None = None) -> list[SourceTable]:
+    """The source tables to land: all configured ones, or the named ones (each must be configured)."""
+    names = names or list(SOURCE_TABLES)
     unknown = [n for n in names if n not in SOURCE_TABLES]
     if unknown:
         raise ConfigError(f"unknown source table(s) {unknown}; configured tables: {sorted(SOURCE_TABLES)}")
+    return [SOURCE_TABLES[n] for n in names]
+
+
+def land_sql_tables(settings: Settings, tables: list[str] | None = None) -> list[LandingSummary]:
     summaries = []
-    for name in names:
-        summary = land_sql_table(settings, SOURCE_TABLES[name])
+    for table in configured_tables(tables):
+        summary = land_sql_table(settings, table)
         log.info("%s", summary.line())
         summaries.append(summary)
     return summaries
