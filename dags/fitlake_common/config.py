@@ -59,6 +59,10 @@ DBT_ENV = {
     "FITLAKE_LANDING_ROOT": str(LANDING_ROOT),
     "FITLAKE_DBT_TARGET": DBT_TARGET,
     "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    # dbt unit tests have fixed inputs, so their result cannot change with the data: they run in CI
+    # (`make test`), not in every production transform (dbt's own recommendation). `dbt build` and
+    # `dbt test` read this variable; set it to another resource type (e.g. `saved_query`) to run them.
+    "DBT_EXCLUDE_RESOURCE_TYPES": os.environ.get("DBT_EXCLUDE_RESOURCE_TYPES", "unit_test"),
 }
 
 # Landing tasks: transient failures (broker restart, SQL failover) are retried with exponential backoff.

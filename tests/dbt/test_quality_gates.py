@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 
-from dbt_harness import Dbt
+from dbt_harness import REPO, Dbt
 from golden_scenario import MAC1, land_run1, land_run2
 
 
@@ -110,3 +111,23 @@ def test_docs_generate_and_lineage_bronze_silver_gold(dbt: Dbt) -> None:
             documented = {c.lower() for c in node["columns"]}
             actual = {c.lower() for c in catalog["nodes"][unique_id]["columns"]}
             assert documented == actual, (node["name"], actual ^ documented)
+
+
+def test_unit_tests_run_in_ci_and_production_builds_leave_them_out(dbt: Dbt, monkeypatch) -> None:
+    land_run1(dbt.writer)
+    ci = dbt.build()
+    unit_tests = [r for r in ci.result if r.node.resource_type == "unit_test"]
+    assert len(unit_tests) >= 5
+    assert {str(r.status) for r in unit_tests} == {"pass"}
+
+    # dbt's own settings from the environment every production dbt invocation gets (Cosmos tasks, docs)
+    sys.path.insert(0, str(REPO / "dags"))
+    from fitlake_common import config
+
+    for name, value in config.DBT_ENV.items():
+        if name.startswith("DBT_"):
+            monkeypatch.setenv(name, value)
+    production = dbt.build()
+    kinds = {r.node.resource_type for r in production.result}
+    assert "unit_test" not in kinds
+    assert {"model", "test"} <= kinds  # the data tests stay the quality gate
