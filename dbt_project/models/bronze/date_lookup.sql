@@ -7,11 +7,12 @@ with
 days as (
 
     select cast(generate_series as date) as date
-    from generate_series(
-        date '{{ var("date_lookup_start") }}',
-        date '{{ var("date_lookup_end") }}',
-        interval 1 day
-    )
+    from
+        generate_series(
+            date '{{ var("date_lookup_start") }}',
+            date '{{ var("date_lookup_end") }}',
+            interval 1 day
+        )
     {%- if is_incremental() %}
     where cast(generate_series as date) not in (select d.date from {{ this }} as d)
     {%- endif %}

@@ -24,7 +24,7 @@ redelivered_files as (
 
 deduplicated_messages as (
 
-    select *
+    select r.*
     from redelivered_files as r
     {%- if is_incremental() %}
     where not exists (
@@ -36,10 +36,11 @@ deduplicated_messages as (
             and t."offset" = r."offset"
     )
     {%- endif %}
-    qualify row_number() over (
-        partition by r.topic, r."partition", r."offset"
-        order by r.source_file
-    ) = 1
+    qualify
+        row_number() over (
+            partition by r.topic, r."partition", r."offset"
+            order by r.source_file
+        ) = 1
 
 ),
 

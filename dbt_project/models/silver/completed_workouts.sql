@@ -96,10 +96,11 @@ first_pair as (
 
     select *
     from paired
-    qualify row_number() over (
-        partition by user_id, workout_id, session_id
-        order by start_time
-    ) = 1
+    qualify
+        row_number() over (
+            partition by user_id, workout_id, session_id
+            order by start_time
+        ) = 1
 
 ),
 

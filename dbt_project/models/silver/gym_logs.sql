@@ -54,8 +54,7 @@ visits as (
         gym,
         login,
         -- the logout of the latest version (by modified_at) whose logout is set and after login
-        arg_max(logout, { 'modified_at': modified_at, 'logout': logout })
-            filter (where logout > login) as logout,
+        arg_max(logout, { 'modified_at': modified_at, 'logout': logout }) filter (where logout > login) as logout,
         max(modified_at) as modified_at,
         max(load_time) as load_time
     from versions

@@ -57,10 +57,11 @@ last_delivered_duplicates as (
     from new_readings as r
     semi join duplicate_keys as d
         on r.device_id = d.device_id and r."time" = d."time"
-    qualify row_number() over (
-        partition by r.device_id, r."time"
-        order by r.kafka_partition desc, r.kafka_offset desc
-    ) = 1
+    qualify
+        row_number() over (
+            partition by r.device_id, r."time"
+            order by r.kafka_partition desc, r.kafka_offset desc
+        ) = 1
 
 ),
 

@@ -3,9 +3,7 @@
     'state', 'zip', 'updated', 'kafka_partition', 'kafka_offset', 'load_time'
 ] -%}
 {%- set insert_values = [] -%}
-{%- for column in profile_columns -%}
-    {%- do insert_values.append('DBT_INTERNAL_SOURCE.' ~ column) -%}
-{%- endfor -%}
+{%- for column in profile_columns %}{% do insert_values.append('DBT_INTERNAL_SOURCE.' ~ column) %}{% endfor -%}
 {{
     config(
         incremental_strategy='merge',
@@ -80,10 +78,11 @@ latest_event as (
 
     select *
     from candidates
-    qualify row_number() over (
-        partition by user_id
-        order by event_at desc, kafka_partition desc, kafka_offset desc
-    ) = 1
+    qualify
+        row_number() over (
+            partition by user_id
+            order by event_at desc, kafka_partition desc, kafka_offset desc
+        ) = 1
 
 ),
 
@@ -103,12 +102,12 @@ final as (
         event_at as updated,
         kafka_partition,
         kafka_offset,
-        load_time
-        {%- if is_incremental() %},
+        {%- if is_incremental() %}
         -- only on incremental runs, for the merge to delete the user when the winner is a
         -- delete; on_schema_change='ignore' keeps it out of the table
-        update_type
+        update_type,
         {%- endif %}
+        load_time
     from latest_event
     {%- if not is_incremental() %}
     where update_type <> 'delete'

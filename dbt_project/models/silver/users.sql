@@ -50,10 +50,11 @@ first_registration as (
 
     select *
     from candidates
-    qualify row_number() over (
-        partition by user_id
-        order by registration_timestamp, modified_at, source_file, device_id, mac_address
-    ) = 1
+    qualify
+        row_number() over (
+            partition by user_id
+            order by registration_timestamp, modified_at, source_file, device_id, mac_address
+        ) = 1
 
 ),
 
