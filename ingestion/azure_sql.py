@@ -68,8 +68,9 @@ def connect_source(settings: Settings, autocommit: bool = True, create: bool = F
                     "ODBC driver is installed (odbcinst -q -d) and that the server is reachable."
                 ) from exc
             delay = settings.retry_backoff_seconds * 2 ** (attempt - 1)
-            log.warning("SQL source not reachable (attempt %d/%d): %s; retrying in %.1fs",
-                        attempt, attempts, message, delay)
+            log.warning(
+                "SQL source not reachable (attempt %d/%d): %s; retrying in %.1fs", attempt, attempts, message, delay
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -151,8 +152,7 @@ def insert_rows(
     """Insert rows (tuples in ``columns`` order, default all columns); returns the count."""
     columns = list(columns or table.column_names)
     timestamp_positions = [
-        i for i, name in enumerate(columns)
-        if next(c for c in table.columns if c.name == name).ddl == "timestamp"
+        i for i, name in enumerate(columns) if next(c for c in table.columns if c.name == name).ddl == "timestamp"
     ]
     sql = (
         f"INSERT INTO {dialect.table(schema, table.name)} "

@@ -40,8 +40,9 @@ def cmd_land(args, settings) -> int:
     if args.source == "sql":
         from ingestion.land_sql import configured_tables, land_sql_table
 
-        jobs = [(t.name, lambda t=t, p=None: land_sql_table(settings, t, progress=p))
-                for t in configured_tables(args.table)]
+        jobs = [
+            (t.name, lambda t=t, p=None: land_sql_table(settings, t, progress=p)) for t in configured_tables(args.table)
+        ]
     else:
         from ingestion.land_kafka import land_kafka_topic
 
@@ -65,13 +66,24 @@ def cmd_simulate(args, settings) -> int:
     from ingestion import simulate
 
     rates = simulate.SimulationRates(
-        redelivered=args.redelivered, out_of_order=args.out_of_order, late=args.late, malformed=args.malformed,
+        redelivered=args.redelivered,
+        out_of_order=args.out_of_order,
+        late=args.late,
+        malformed=args.malformed,
     )
     start = args.start or simulate.default_start(args.days, datetime.now(UTC))
     update, close = _progress_bar("simulate", "events")
     try:
-        summary = simulate.simulate(settings, members=args.members, gyms=args.gyms, days=args.days,
-                                    seed=args.seed, start=start, rates=rates, progress=update)
+        summary = simulate.simulate(
+            settings,
+            members=args.members,
+            gyms=args.gyms,
+            days=args.days,
+            seed=args.seed,
+            start=start,
+            rates=rates,
+            progress=update,
+        )
     finally:
         close()
     if args.json:  # the summary itself is logged by the simulator
@@ -115,8 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--gyms", type=int, default=5)
     sim.add_argument("--days", type=int, default=1)
     sim.add_argument("--seed", type=int, default=42)
-    sim.add_argument("--start", type=_utc, default=None,
-                     help="UTC start of simulated time (ISO-8601); default: midnight, DAYS+1 days ago")
+    sim.add_argument(
+        "--start",
+        type=_utc,
+        default=None,
+        help="UTC start of simulated time (ISO-8601); default: midnight, DAYS+1 days ago",
+    )
     sim.add_argument("--redelivered", type=float, default=0.01, help="share of messages produced twice")
     sim.add_argument("--out-of-order", type=float, default=0.02, help="share of messages moved later")
     sim.add_argument("--late", type=float, default=0.005, help="share of messages produced hours late")

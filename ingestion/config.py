@@ -82,7 +82,7 @@ def _kafka_options(env: Mapping[str, str]) -> dict[str, str]:
     options = {}
     for name, value in env.items():
         if name.startswith(KAFKA_OPTION_PREFIX) and len(name) > len(KAFKA_OPTION_PREFIX):
-            key = name[len(KAFKA_OPTION_PREFIX):].lower().replace("_", ".")
+            key = name[len(KAFKA_OPTION_PREFIX) :].lower().replace("_", ".")
             options[key] = value
     return options
 

@@ -24,27 +24,31 @@ def client_config(settings: Settings, **overrides) -> dict:
 
 
 def make_consumer(settings: Settings, **overrides) -> Consumer:
-    return Consumer(client_config(
-        settings,
-        **{
-            "group.id": LANDING_GROUP_ID,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            "queued.max.messages.kbytes": 256 * 1024,
-            **overrides,
-        },
-    ))
+    return Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": LANDING_GROUP_ID,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "queued.max.messages.kbytes": 256 * 1024,
+                **overrides,
+            },
+        )
+    )
 
 
 def make_producer(settings: Settings, **overrides) -> Producer:
-    return Producer(client_config(
-        settings,
-        **{"linger.ms": 20, "batch.num.messages": 10000, "enable.idempotence": True, **overrides},
-    ))
+    return Producer(
+        client_config(
+            settings,
+            **{"linger.ms": 20, "batch.num.messages": 10000, "enable.idempotence": True, **overrides},
+        )
+    )
 
 
 def make_admin(settings: Settings) -> AdminClient:

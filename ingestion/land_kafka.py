@@ -32,14 +32,16 @@ from ingestion.summary import LandingSummary
 
 log = logging.getLogger(__name__)
 
-KAFKA_LANDING_SCHEMA = pa.schema([
-    pa.field("topic", pa.string(), nullable=False),
-    pa.field("partition", pa.int32(), nullable=False),
-    pa.field("offset", pa.int64(), nullable=False),
-    pa.field("timestamp", pa.timestamp("us")),
-    pa.field("key", pa.string()),
-    pa.field("value", pa.string()),
-])
+KAFKA_LANDING_SCHEMA = pa.schema(
+    [
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us")),
+        pa.field("key", pa.string()),
+        pa.field("value", pa.string()),
+    ]
+)
 
 FLUSH_MESSAGES = 100_000
 # Raw bytes buffered per partition before a row group is written: bounds memory with large values.
@@ -98,14 +100,17 @@ class _PartitionBuffer:
         values = [m.value() for m in messages]
         micros = pc.multiply(pa.array([t if t >= 0 else None for t in millis], pa.int64()), 1000)
         values_text = _as_text(values)
-        batch = pa.RecordBatch.from_arrays([
-            pa.repeat(pa.scalar(self.topic, pa.string()), n),
-            pa.repeat(pa.scalar(self.partition, pa.int32()), n),
-            pa.array(offsets, pa.int64()),
-            micros.cast(pa.timestamp("us")),
-            _as_text([m.key() for m in messages]),
-            values_text,
-        ], schema=KAFKA_LANDING_SCHEMA)
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.repeat(pa.scalar(self.topic, pa.string()), n),
+                pa.repeat(pa.scalar(self.partition, pa.int32()), n),
+                pa.array(offsets, pa.int64()),
+                micros.cast(pa.timestamp("us")),
+                _as_text([m.key() for m in messages]),
+                values_text,
+            ],
+            schema=KAFKA_LANDING_SCHEMA,
+        )
         self.average_value_bytes = max(1.0, values_text.nbytes / n)
         if self.file is None:
             self.file = ParquetFile(self.directory, KAFKA_LANDING_SCHEMA)
@@ -168,8 +173,12 @@ def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int]) -> di
             ends[p] = max(ends[p], message.offset() + 1)
     if pending:
         # A partition written to faster than we read: its end is what we saw by the deadline.
-        log.info("%s: partitions %s still growing; ending this batch at %s", topic, sorted(pending),
-                 {p: ends[p] for p in pending})
+        log.info(
+            "%s: partitions %s still growing; ending this batch at %s",
+            topic,
+            sorted(pending),
+            {p: ends[p] for p in pending},
+        )
     consumer.unassign()
     return ends
 
@@ -200,8 +209,13 @@ def land_kafka_topic(
                 low, high = _watermarks(consumer, settings, topic, p)
                 start = landed.get(p, low)
                 if start < low:
-                    log.warning("%s[%d]: offsets %d..%d expired from the topic before they were landed",
-                                topic, p, start, low - 1)
+                    log.warning(
+                        "%s[%d]: offsets %d..%d expired from the topic before they were landed",
+                        topic,
+                        p,
+                        start,
+                        low - 1,
+                    )
                     summary.detail.setdefault("expired_before_landing", {})[p] = [start, low - 1]
                     start = low
                 starts[p] = start
@@ -209,14 +223,14 @@ def land_kafka_topic(
             ends = _confirm_end_offsets(consumer, topic, probe_from)
             todo = {p for p in partitions if ends[p] > starts[p]}
             for p in todo:
-                buffers[p] = _PartitionBuffer(topic, p, kafka_partition_dir(landing, topic, p),
-                                              settings.landing_file_max_bytes)
+                buffers[p] = _PartitionBuffer(
+                    topic, p, kafka_partition_dir(landing, topic, p), settings.landing_file_max_bytes
+                )
             _consume_until_ends(consumer, topic, starts, ends, todo, buffers, summary, progress)
             for buffer in buffers.values():
                 buffer.flush()
                 buffer.publish()
-            commits = [TopicPartition(topic, p, b.file_last + 1) for p, b in buffers.items()
-                       if b.file_last is not None]
+            commits = [TopicPartition(topic, p, b.file_last + 1) for p, b in buffers.items() if b.file_last is not None]
             if commits:
                 try:
                     consumer.commit(offsets=commits, asynchronous=False)
@@ -301,4 +315,3 @@ def land_kafka_topics(settings: Settings, topics: list[str] | None = None) -> li
         log.info("%s", summary.line())
         summaries.append(summary)
     return summaries
-

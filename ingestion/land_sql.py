@@ -123,8 +123,9 @@ def land_sql_table(
             work_dir = staging_dir(landing) / f"sql-{table.name}-{uuid.uuid4().hex}"
             work_dir.mkdir(parents=True)
             try:
-                files = _write_batches(cursor, table, dialect, settings, work_dir, window, seen_before, summary,
-                                       progress)
+                files = _write_batches(
+                    cursor, table, dialect, settings, work_dir, window, seen_before, summary, progress
+                )
                 if summary.rows == 0:
                     shutil.rmtree(work_dir)
                     summary.detail["watermark"] = old_watermark.isoformat() if old_watermark else None
@@ -160,8 +161,17 @@ def land_sql_table(
     return summary
 
 
-def _write_batches(cursor, table, dialect, settings, work_dir: Path, window: _OverlapWindow, seen_before: set,
-                   summary: LandingSummary, progress) -> list[Path]:
+def _write_batches(
+    cursor,
+    table,
+    dialect,
+    settings,
+    work_dir: Path,
+    window: _OverlapWindow,
+    seen_before: set,
+    summary: LandingSummary,
+    progress,
+) -> list[Path]:
     watermark_index = table.column_names.index(table.watermark)
     old_watermark = window.watermark
     files: list[Path] = []
@@ -201,8 +211,9 @@ def _write_batches(cursor, table, dialect, settings, work_dir: Path, window: _Ov
             rows = [r for r, k in zip(rows, keep) if k]
         # Remember the hashes of rows that may fall in the final overlap window.
         floor = window.floor()
-        in_window = pc.indices_nonzero(pc.greater_equal(batch.column(watermark_index),
-                                                        pa.scalar(floor, watermarks.type)))
+        in_window = pc.indices_nonzero(
+            pc.greater_equal(batch.column(watermark_index), pa.scalar(floor, watermarks.type))
+        )
         if len(in_window):
             window_values = pc.take(batch.column(watermark_index), in_window).to_pylist()
             for i, value in zip(in_window.to_pylist(), window_values):

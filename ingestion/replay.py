@@ -153,8 +153,7 @@ def read_csv(path: Path) -> CsvRows:
         known = set(table.column_names)
         unknown = [c for c in header if c not in known]
         duplicated = sorted({c for c in header if header.count(c) > 1})
-        missing = [c.name for c in table.columns
-                   if c.name not in header and c.name != "modified_at" and not c.nullable]
+        missing = [c.name for c in table.columns if c.name not in header and c.name != "modified_at" and not c.nullable]
         if unknown or missing or duplicated:
             problems = []
             if unknown:
@@ -163,8 +162,10 @@ def read_csv(path: Path) -> CsvRows:
                 problems.append(f"missing column(s) {', '.join(missing)}")
             if duplicated:
                 problems.append(f"repeated column(s) {', '.join(duplicated)}")
-            raise ReplayError(f"{path}:{reader.line_num}: {table.name} header: {'; '.join(problems)} "
-                              f"(columns are {', '.join(table.column_names)}, modified_at optional)")
+            raise ReplayError(
+                f"{path}:{reader.line_num}: {table.name} header: {'; '.join(problems)} "
+                f"(columns are {', '.join(table.column_names)}, modified_at optional)"
+            )
         result = CsvRows(path, table)
         positions = {name: i for i, name in enumerate(header)}
         for record in reader:
@@ -222,8 +223,10 @@ def read_jsonl(path: Path) -> list[tuple[int, Message]]:
             try:
                 envelope = json.loads(line, parse_float=Decimal)
             except json.JSONDecodeError as exc:
-                raise ReplayError(f"{path}:{line_number}: not a JSON envelope ({exc.msg} at column {exc.colno}); "
-                                  "expected one {\"key\", \"value\", \"topic\", ...} object per line") from None
+                raise ReplayError(
+                    f"{path}:{line_number}: not a JSON envelope ({exc.msg} at column {exc.colno}); "
+                    'expected one {"key", "value", "topic", ...} object per line'
+                ) from None
             try:
                 messages.append((line_number, _envelope_message(envelope)))
             except ValueError as exc:
@@ -241,8 +244,7 @@ def _envelope_message(envelope) -> Message:
         raise ValueError("the envelope has no value")
     value = envelope["value"]
     if value is not None and not isinstance(value, str):
-        raise ValueError("value must be the payload as a JSON string (or null), not a "
-                         f"{type(value).__name__}")
+        raise ValueError(f"value must be the payload as a JSON string (or null), not a {type(value).__name__}")
     key = envelope.get("key")
     if isinstance(key, bool) or not (key is None or isinstance(key, (str, int))):
         raise ValueError(f"key must be a string (or null), not {key!r}")
@@ -266,17 +268,22 @@ def collect_files(paths: Iterable[Path]) -> list[Path]:
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*")
-                            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         elif path.is_file():
             files.append(path)
         else:
             raise ReplayError(f"{path}: no such file or directory")
     for path in files:
         if path.suffix.lower() not in CSV_SUFFIXES + JSONL_SUFFIXES:
-            raise ReplayError(f"{path}: unknown file type {path.suffix or '(none)'}; a recorded data set holds "
-                              f"CSV files ({', '.join(CSV_SUFFIXES)}) and Kafka envelopes "
-                              f"({', '.join(JSONL_SUFFIXES)})")
+            raise ReplayError(
+                f"{path}: unknown file type {path.suffix or '(none)'}; a recorded data set holds "
+                f"CSV files ({', '.join(CSV_SUFFIXES)}) and Kafka envelopes "
+                f"({', '.join(JSONL_SUFFIXES)})"
+            )
     return files
 
 
@@ -289,8 +296,9 @@ def _as_datetime(value) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
-def _load_table(settings: Settings, table: SourceTable, batches: list[CsvRows], summary: ReplaySummary,
-                progress: Progress | None) -> None:
+def _load_table(
+    settings: Settings, table: SourceTable, batches: list[CsvRows], summary: ReplaySummary, progress: Progress | None
+) -> None:
     """Upsert the rows on the table's key; reads the table's current rows once (replay sets are small)."""
     dialect = azure_sql.source_dialect(settings)
     schema = settings.source_schema

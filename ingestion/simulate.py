@@ -180,24 +180,95 @@ class SimulationSummary:
             f"defects: {sum(self.malformed.values())} malformed {dict(self.malformed)}, "
             f"{self.redelivered} redelivered, {self.out_of_order} out of order, {self.late} late"
         )
-        out.append(f"simulated {self.members} members, {self.gyms} gyms, {self.days} days from {self.start} "
-                   f"(seed {self.seed}) in {self.seconds:.1f}s")
+        out.append(
+            f"simulated {self.members} members, {self.gyms} gyms, {self.days} days from {self.start} "
+            f"(seed {self.seed}) in {self.seconds:.1f}s"
+        )
         return out
 
 
 # --- the world --------------------------------------------------------------------------------
 
-FIRST_NAMES = ("Ada", "Ben", "Chloe", "Dmitri", "Elena", "Farah", "Gustavo", "Hana", "Ines", "Jamal", "Kai",
-               "Lena", "Mateo", "Nia", "Oskar", "Priya", "Quinn", "Rosa", "Sven", "Tomoko", "Uma", "Victor",
-               "Wen", "Ximena", "Yusuf", "Zoe")
-LAST_NAMES = ("Abbott", "Berg", "Castillo", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito", "Jensen",
-              "Kowalski", "Lopez", "Moreau", "Nakamura", "Okafor", "Petrov", "Quint", "Rossi", "Schmidt",
-              "Tanaka", "Usman", "Vargas", "Weber", "Xu", "Young", "Zimmer")
-STREETS = ("Main St", "Oak Ave", "Maple Dr", "Cedar Ln", "Pine St", "Elm St", "Lakeview Rd", "Hillcrest Ave",
-           "Sunset Blvd", "River Rd")
-CITIES = (("Austin", "TX", 78701), ("Boston", "MA", 2108), ("Chicago", "IL", 60601), ("Denver", "CO", 80202),
-          ("Miami", "FL", 33101), ("Portland", "OR", 97201), ("Seattle", "WA", 98101), ("Phoenix", "AZ", 85001),
-          ("Atlanta", "GA", 30301), ("Madison", "WI", 53703))
+FIRST_NAMES = (
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dmitri",
+    "Elena",
+    "Farah",
+    "Gustavo",
+    "Hana",
+    "Ines",
+    "Jamal",
+    "Kai",
+    "Lena",
+    "Mateo",
+    "Nia",
+    "Oskar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tomoko",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+)
+LAST_NAMES = (
+    "Abbott",
+    "Berg",
+    "Castillo",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quint",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Usman",
+    "Vargas",
+    "Weber",
+    "Xu",
+    "Young",
+    "Zimmer",
+)
+STREETS = (
+    "Main St",
+    "Oak Ave",
+    "Maple Dr",
+    "Cedar Ln",
+    "Pine St",
+    "Elm St",
+    "Lakeview Rd",
+    "Hillcrest Ave",
+    "Sunset Blvd",
+    "River Rd",
+)
+CITIES = (
+    ("Austin", "TX", 78701),
+    ("Boston", "MA", 2108),
+    ("Chicago", "IL", 60601),
+    ("Denver", "CO", 80202),
+    ("Miami", "FL", 33101),
+    ("Portland", "OR", 97201),
+    ("Seattle", "WA", 98101),
+    ("Phoenix", "AZ", 85001),
+    ("Atlanta", "GA", 30301),
+    ("Madison", "WI", 53703),
+)
 
 
 @dataclass
@@ -279,8 +350,12 @@ def _profile(rng: random.Random, user_id: int, at_us: int, rates: SimulationRate
         "sex": sex,
         "gender": gender,
         "dob": None if rng.random() < rates.missing_dob else dob.strftime("%m/%d/%Y"),
-        "address": {"street_address": f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}", "city": city,
-                    "state": state, "zip": zip_code},
+        "address": {
+            "street_address": f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}",
+            "city": city,
+            "state": state,
+            "zip": zip_code,
+        },
     }
 
 
@@ -289,8 +364,12 @@ def _changed_profile(rng: random.Random, profile: dict) -> dict:
     what = rng.choice(("address", "last_name", "gender", "first_name"))
     if what == "address":
         city, state, zip_code = rng.choice(CITIES)
-        changed["address"] = {"street_address": f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}", "city": city,
-                              "state": state, "zip": zip_code}
+        changed["address"] = {
+            "street_address": f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}",
+            "city": city,
+            "state": state,
+            "zip": zip_code,
+        }
     elif what == "last_name":
         changed["last_name"] = rng.choice(LAST_NAMES)
     elif what == "gender":
@@ -300,8 +379,9 @@ def _changed_profile(rng: random.Random, profile: dict) -> dict:
     return changed
 
 
-def plan_world(members: int, gyms: int, days: int, seed: int, start: datetime,
-               rates: SimulationRates | None = None) -> World:
+def plan_world(
+    members: int, gyms: int, days: int, seed: int, start: datetime, rates: SimulationRates | None = None
+) -> World:
     """Members, visits, workouts and profile changes: everything except the 1 Hz readings."""
     rates = rates or SimulationRates()
     if members < 1 or gyms < 1 or days < 1:
@@ -320,17 +400,19 @@ def plan_world(members: int, gyms: int, days: int, seed: int, start: datetime,
         else:
             registered = start_us - rng.randrange(HOUR, 30 * DAY)
         resting = rng.uniform(52, 80)
-        people.append(Member(
-            user_id=block * 1_000_000 + 1 + i,
-            device_id=block * 1_000_000 + 500_001 + i,
-            mac_address=_mac(rng, macs),
-            registered_us=registered,
-            home_gym=rng.randrange(1, gyms + 1),
-            resting_bpm=resting,
-            max_bpm=rng.uniform(150, 195),
-            integer_clock=rng.random() < 0.3,
-            phase_us=rng.randrange(SECOND),
-        ))
+        people.append(
+            Member(
+                user_id=block * 1_000_000 + 1 + i,
+                device_id=block * 1_000_000 + 500_001 + i,
+                mac_address=_mac(rng, macs),
+                registered_us=registered,
+                home_gym=rng.randrange(1, gyms + 1),
+                resting_bpm=resting,
+                max_bpm=rng.uniform(150, 195),
+                integer_clock=rng.random() < 0.3,
+                phase_us=rng.randrange(SECOND),
+            )
+        )
 
     # Profile CDC: the stream starts with a snapshot at `start` for members who registered before it.
     profile_events = []
@@ -373,8 +455,17 @@ def plan_world(members: int, gyms: int, days: int, seed: int, start: datetime,
             return None
         busy.append((begin, begin + length))
         sessions[m.user_id] += 1
-        workouts.append(Workout(m.user_id, m.device_id, rng.randint(1, 12), sessions[m.user_id], begin,
-                                begin + length, stopped=rng.random() >= rates.unfinished_workout))
+        workouts.append(
+            Workout(
+                m.user_id,
+                m.device_id,
+                rng.randint(1, 12),
+                sessions[m.user_id],
+                begin,
+                begin + length,
+                stopped=rng.random() >= rates.unfinished_workout,
+            )
+        )
         return begin + length
 
     for day in range(days):
@@ -388,8 +479,10 @@ def plan_world(members: int, gyms: int, days: int, seed: int, start: datetime,
             if rng.random() < rates.visit:
                 gym = m.home_gym if rng.random() >= rates.other_gym else rng.randrange(1, gyms + 1)
                 login = rng.randrange(opens, day_us + 21 * HOUR)
-                stay = rng.randrange(int(max(rates.workout_minutes[1] + 10, 30) * MINUTE),
-                                     int(max(rates.workout_minutes[1] * 2 + 20, 120) * MINUTE))
+                stay = rng.randrange(
+                    int(max(rates.workout_minutes[1] + 10, 30) * MINUTE),
+                    int(max(rates.workout_minutes[1] * 2 + 20, 120) * MINUTE),
+                )
                 logout = min(login + stay, day_us + DAY - MINUTE)
                 free = login + rng.randrange(MINUTE, 10 * MINUTE)
                 for _ in range(2 if rng.random() < rates.second_workout else 1):
@@ -418,8 +511,14 @@ def sql_changes(world: World) -> list[SqlChange]:
     changes = []
     for m in world.members:
         registered = from_us(m.registered_us)
-        changes.append(SqlChange(m.registered_us, "registered_users", "insert",
-                                 (m.user_id, m.device_id, m.mac_address, registered, registered)))
+        changes.append(
+            SqlChange(
+                m.registered_us,
+                "registered_users",
+                "insert",
+                (m.user_id, m.device_id, m.mac_address, registered, registered),
+            )
+        )
     for mac, gym, login_us, logout_us in world.visits:
         login = from_us(login_us)
         changes.append(SqlChange(login_us, "gym_logins", "insert", (mac, gym, login, None, login)))
@@ -439,16 +538,17 @@ def _user_info_value(user_id: int, update_type: str, at_us: int, profile: dict, 
 
 
 def _workout_value(w: Workout, action: str, at_us: int, as_int: bool) -> str:
-    return (f'{{"user_id": {w.user_id}, "workout_id": {w.workout_id}, "timestamp": {epoch_text(at_us, as_int)}, '
-            f'"action": "{action}", "session_id": {w.session_id}}}')
+    return (
+        f'{{"user_id": {w.user_id}, "workout_id": {w.workout_id}, "timestamp": {epoch_text(at_us, as_int)}, '
+        f'"action": "{action}", "session_id": {w.session_id}}}'
+    )
 
 
 def _bpm_value(device_id: int, at_us: int, as_int: bool, heartrate: float) -> str:
     return f'{{"device_id": {device_id}, "time": {epoch_text(at_us, as_int)}, "heartrate": {heartrate!r}}}'
 
 
-def _readings(rng: random.Random, m: Member, begin_us: int, seconds: int, base: float, peak: float,
-              out: list) -> None:
+def _readings(rng: random.Random, m: Member, begin_us: int, seconds: int, base: float, peak: float, out: list) -> None:
     """1 Hz readings for ``seconds`` seconds: a ramp from base to peak and noise; (time, key, value)."""
     first = begin_us - begin_us % SECOND + (0 if m.integer_clock else m.phase_us)
     if first < begin_us:
@@ -562,8 +662,16 @@ def iter_messages(world: World, rates: SimulationRates, stats: StreamStats | Non
                 for copy in range(copies):
                     stats.late += 1
                     sequence += 1
-                    late.append((produced, sequence, topic, key, value,
-                                 ",".join(notes + (["redelivered"] if copy else []) + ["late"])))
+                    late.append(
+                        (
+                            produced,
+                            sequence,
+                            topic,
+                            key,
+                            value,
+                            ",".join(notes + (["redelivered"] if copy else []) + ["late"]),
+                        )
+                    )
                 continue
             for copy in range(copies):
                 copy_notes = notes + (["redelivered"] if copy else [])
@@ -584,8 +692,9 @@ def iter_messages(world: World, rates: SimulationRates, stats: StreamStats | Non
         yield Message(topic, key, value, produced, note)
 
 
-def generate(members: int, gyms: int, days: int, seed: int, start: datetime,
-             rates: SimulationRates | None = None) -> SimulatedData:
+def generate(
+    members: int, gyms: int, days: int, seed: int, start: datetime, rates: SimulationRates | None = None
+) -> SimulatedData:
     """The whole simulation as plain data (tests; small runs). :func:`simulate` streams instead."""
     rates = rates or SimulationRates()
     world = plan_world(members, gyms, days, seed, start, rates)
@@ -597,8 +706,9 @@ def generate(members: int, gyms: int, days: int, seed: int, start: datetime,
 # --- writing to the sources -------------------------------------------------------------------
 
 
-def apply_sql_changes(settings: Settings, changes: Iterable[SqlChange], progress: Progress | None = None,
-                      batch_rows: int = 5_000) -> dict[str, int]:
+def apply_sql_changes(
+    settings: Settings, changes: Iterable[SqlChange], progress: Progress | None = None, batch_rows: int = 5_000
+) -> dict[str, int]:
     """Write the changes in order, batching runs of the same kind; returns rows inserted and updated."""
     from ingestion.stack import ensure_source_tables
 
@@ -648,13 +758,16 @@ def apply_sql_changes(settings: Settings, changes: Iterable[SqlChange], progress
 def topic_names(settings: Settings) -> dict[str, str]:
     """Contract topic name -> configured topic name (Settings.kafka_topics, in contract order)."""
     if len(settings.kafka_topics) != len(KAFKA_TOPICS):
-        raise ConfigError(f"kafka_topics {settings.kafka_topics} must name {len(KAFKA_TOPICS)} topics, for "
-                          f"{', '.join(KAFKA_TOPICS)} in that order")
+        raise ConfigError(
+            f"kafka_topics {settings.kafka_topics} must name {len(KAFKA_TOPICS)} topics, for "
+            f"{', '.join(KAFKA_TOPICS)} in that order"
+        )
     return dict(zip(KAFKA_TOPICS, settings.kafka_topics, strict=True))
 
 
-def produce_messages(settings: Settings, messages: Iterable[Message], progress: Progress | None = None,
-                     flush_timeout: float = 120.0) -> Counter:
+def produce_messages(
+    settings: Settings, messages: Iterable[Message], progress: Progress | None = None, flush_timeout: float = 120.0
+) -> Counter:
     """Produce (contract topic, key, value, timestamp) messages to the configured topics; count per topic.
 
     Delivery reports are requested for failures only, so a million readings cost no Python callbacks;
@@ -698,8 +811,10 @@ def produce_messages(settings: Settings, messages: Iterable[Message], progress: 
         topic, error = failures[0] if failures else ("?", "timed out")
         hint = ""
         if failures and "timestamp" in str(error).lower():
-            hint = (" Kafka rejects message timestamps too far in the future (log.message.timestamp.after.max.ms, "
-                    "1 hour by default on Kafka 4): choose a --start so the simulated days are in the past.")
+            hint = (
+                " Kafka rejects message timestamps too far in the future (log.message.timestamp.after.max.ms, "
+                "1 hour by default on Kafka 4): choose a --start so the simulated days are in the past."
+            )
         raise ProduceError(
             f"Kafka did not accept {len(failures) + remaining} of {sum(counts.values())} messages "
             f"({len(failures)} failed, {remaining} unacknowledged after {flush_timeout:.0f}s); first failure on "
@@ -721,26 +836,38 @@ def default_start(days: int, now: datetime) -> datetime:
     return midnight - timedelta(days=days + 1)
 
 
-def simulate(settings: Settings, members: int = 50, gyms: int = 3, days: int = 7, seed: int = 42,
-             start: datetime | None = None, rates: SimulationRates | None = None,
-             progress: Progress | None = None) -> SimulationSummary:
+def simulate(
+    settings: Settings,
+    members: int = 50,
+    gyms: int = 3,
+    days: int = 7,
+    seed: int = 42,
+    start: datetime | None = None,
+    rates: SimulationRates | None = None,
+    progress: Progress | None = None,
+) -> SimulationSummary:
     """Write a simulated run into the SQL source and the Kafka topics; ``progress(n)`` gets increments.
 
     ``start`` (UTC; naive means UTC) is required: there is no wall clock in the data. Pick it so the
     whole run, late messages included, lies in the past, e.g. midnight ``days + 1`` days ago.
     """
     if start is None:
-        raise ConfigError("simulate needs a start time (UTC), e.g. --start 2024-01-01T00:00:00Z; "
-                          "simulate.default_start(days, now) gives a sensible recent one")
+        raise ConfigError(
+            "simulate needs a start time (UTC), e.g. --start 2024-01-01T00:00:00Z; "
+            "simulate.default_start(days, now) gives a sensible recent one"
+        )
     rates = rates or SimulationRates()
     started = time.monotonic()
     world = plan_world(members, gyms, days, seed, start, rates)
-    summary = SimulationSummary(seed=seed, members=members, gyms=gyms, days=days,
-                                start=from_us(world.start_us).isoformat() + "Z")
+    summary = SimulationSummary(
+        seed=seed, members=members, gyms=gyms, days=days, start=from_us(world.start_us).isoformat() + "Z"
+    )
     changes = sql_changes(world)
     written = apply_sql_changes(settings, changes, progress)
-    summary.rows = {"registered_users": written.get("registered_users:insert", 0),
-                    "gym_logins": written.get("gym_logins:insert", 0)}
+    summary.rows = {
+        "registered_users": written.get("registered_users:insert", 0),
+        "gym_logins": written.get("gym_logins:insert", 0),
+    }
     summary.logout_updates = written.get("gym_logins:logout", 0)
     summary.open_visits = summary.rows["gym_logins"] - summary.logout_updates
 

@@ -81,9 +81,20 @@ def start_broker(run_dir: Path, port: int | None = None, timeout: float = 30.0) 
     log_path = run_dir / "tansu.log"
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     bootstrap = f"127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -135,8 +146,9 @@ def stack_up(settings: Settings) -> dict:
         else:
             broker = start_broker(settings.stack_dir)
             state_file.parent.mkdir(parents=True, exist_ok=True)
-            state_file.write_text(json.dumps({"pid": broker.pid, "bootstrap": broker.bootstrap,
-                                              "log": str(broker.log_path)}))
+            state_file.write_text(
+                json.dumps({"pid": broker.pid, "bootstrap": broker.bootstrap, "log": str(broker.log_path)})
+            )
             status["kafka"] = f"embedded {broker.bootstrap} (started, pid {broker.pid})"
     created = ensure_topics(settings)
     status["topics"] = ", ".join(settings.kafka_topics) + (f" (created {', '.join(created)})" if created else "")
@@ -182,7 +194,8 @@ def stack_status(settings: Settings) -> dict:
     status["sql"] = (
         f"{dialect.name}: {settings.embedded_source_path} "
         f"({'present' if settings.embedded_source_path.exists() else 'missing'})"
-        if dialect.name == "sqlite" else f"{dialect.name} (external)"
+        if dialect.name == "sqlite"
+        else f"{dialect.name} (external)"
     )
     status["landing"] = str(settings.landing_root)
     return status

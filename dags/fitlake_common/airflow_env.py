@@ -26,9 +26,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def airflow_env(airflow_home: Path, *, data_root: Path | None = None, port: int = 8080,
-                username: str = "admin", password: str = "admin", isolated_ports: bool = False,
-                extra: dict | None = None) -> dict[str, str]:
+def airflow_env(
+    airflow_home: Path,
+    *,
+    data_root: Path | None = None,
+    port: int = 8080,
+    username: str = "admin",
+    password: str = "admin",
+    isolated_ports: bool = False,
+    extra: dict | None = None,
+) -> dict[str, str]:
     """The environment every Airflow process of a local FitLake installation runs with.
 
     ``isolated_ports`` also moves the scheduler's and triggerer's log servers (8793, 8794) to free
@@ -37,27 +44,33 @@ def airflow_env(airflow_home: Path, *, data_root: Path | None = None, port: int 
     airflow_home = Path(airflow_home).resolve()
     env = dict(os.environ)
     data_root = Path(data_root or env.get("FITLAKE_DATA_ROOT") or REPO_ROOT / "data").resolve()
-    env.update({
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(DAGS_DIR / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": env.get("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
-        "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{username}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "simple_auth_manager_passwords.json"),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-        "SCARF_ANALYTICS": "false",
-        "FITLAKE_DATA_ROOT": str(data_root),
-        "PYTHONPATH": os.pathsep.join([str(DAGS_DIR), str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", "")]),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(DAGS_DIR / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": env.get("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
+            "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                airflow_home / "simple_auth_manager_passwords.json"
+            ),
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DO_NOT_TRACK": "1",
+            "SCARF_ANALYTICS": "false",
+            "FITLAKE_DATA_ROOT": str(data_root),
+            "PYTHONPATH": os.pathsep.join([str(DAGS_DIR), str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            ),
+            "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", "")]),
+        }
+    )
     if isolated_ports:
         env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
         env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
@@ -67,8 +80,7 @@ def airflow_env(airflow_home: Path, *, data_root: Path | None = None, port: int 
 
 
 def airflow(env: dict[str, str], *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "airflow"), *args], env=env, check=check, text=True,
-                          capture_output=capture)
+    return subprocess.run([str(VENV_BIN / "airflow"), *args], env=env, check=check, text=True, capture_output=capture)
 
 
 def prepare_home(env: dict[str, str]) -> None:

@@ -43,8 +43,15 @@ def _dbt(args: list[str], target_path: Path):
     from dbt.cli.main import dbtRunner
 
     os.environ.update(config.DBT_ENV)
-    command = [*args, "--project-dir", str(config.DBT_PROJECT_DIR), "--profiles-dir", str(config.DBT_PROFILES_DIR),
-               "--target-path", str(target_path)]
+    command = [
+        *args,
+        "--project-dir",
+        str(config.DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(config.DBT_PROFILES_DIR),
+        "--target-path",
+        str(target_path),
+    ]
     log.info("dbt %s", " ".join(command))
     result = dbtRunner().invoke(command)
     if not result.success:
@@ -59,8 +66,9 @@ def select_models(selector: str) -> list[str]:
         if partial.exists():  # reuse the parse `make dbt-manifest` did: seconds instead of a full parse
             shutil.copy(partial, Path(scratch) / partial.name)
         try:
-            result = _dbt(["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", selector],
-                          Path(scratch))
+            result = _dbt(
+                ["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", selector], Path(scratch)
+            )
         except RuntimeError as exc:
             raise ValueError(f"dbt could not resolve the selector {selector!r}: {exc}") from None
     names = sorted({str(name).strip() for name in result.result or [] if str(name).strip()})
@@ -75,8 +83,12 @@ def plan(params: dict, dag_run) -> dict:
     as_of_date = resolve_as_of_date(params.get("as_of_date"), dag_run)
     selector = (params.get("select") or "").strip()
     selected = select_models(selector) if selector else None
-    result = {"as_of_date": as_of_date, "full_refresh": bool(params.get("full_refresh")),
-              "select": selector or None, "models": selected}
+    result = {
+        "as_of_date": as_of_date,
+        "full_refresh": bool(params.get("full_refresh")),
+        "select": selector or None,
+        "models": selected,
+    }
     log.info("plan: as_of_date=%s full_refresh=%s select=%s", as_of_date, result["full_refresh"], selector or "(all)")
     if selected is not None:
         log.info("selected models (%d): %s", len(selected), ", ".join(sorted(selected)))
@@ -144,6 +156,10 @@ def docs_generate() -> str:
         shutil.copy(partial, docs_dir / partial.name)
     _dbt(["docs", "generate"], docs_dir)
     catalog = json.loads((docs_dir / "catalog.json").read_text())
-    log.info("dbt docs: %d relations documented in %s (%.1fs); browse them from the Airflow menu 'dbt docs'",
-             len(catalog.get("nodes", {})), docs_dir, time.monotonic() - started)
+    log.info(
+        "dbt docs: %d relations documented in %s (%.1fs); browse them from the Airflow menu 'dbt docs'",
+        len(catalog.get("nodes", {})),
+        docs_dir,
+        time.monotonic() - started,
+    )
     return str(docs_dir)

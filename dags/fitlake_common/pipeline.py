@@ -25,17 +25,31 @@ def ensure_manifest(env: dict[str, str], force: bool = False) -> Path:
     manifest = Path(env.get("FITLAKE_DBT_MANIFEST") or project / "target" / "manifest.json")
     if not force and manifest.exists() and manifest.stat().st_mtime >= dbt_sources_mtime(project):
         return manifest
-    done = subprocess.run([str(VENV_BIN / "dbt"), "parse", "--quiet", "--project-dir", str(project),
-                           "--profiles-dir", str(project), "--target-path", str(manifest.parent)],
-                          env={**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}, cwd=project,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(VENV_BIN / "dbt"),
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--target-path",
+            str(manifest.parent),
+        ],
+        env={**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"dbt parse failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return manifest
 
 
-def dags_test(env: dict[str, str], dag_id: str, conf: dict | None = None, log_dir: Path | None = None,
-              echo: bool = False) -> subprocess.CompletedProcess:
+def dags_test(
+    env: dict[str, str], dag_id: str, conf: dict | None = None, log_dir: Path | None = None, echo: bool = False
+) -> subprocess.CompletedProcess:
     """`airflow dags test <dag_id>`: one run, every task in this one process, no scheduler needed."""
     command = [str(VENV_BIN / "airflow"), "dags", "test", dag_id]
     if conf:
@@ -59,7 +73,8 @@ def warehouse_report(warehouse: Path, sample: int = 5) -> dict:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = con.execute(
             "select schema_name, table_name from duckdb_tables() where schema_name in ('bronze', 'silver', 'gold') "
-            "order by schema_name, table_name").fetchall()
+            "order by schema_name, table_name"
+        ).fetchall()
         for schema, table in tables:
             count = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
             report["tables"][f"{schema}.{table}"] = count
@@ -69,8 +84,9 @@ def warehouse_report(warehouse: Path, sample: int = 5) -> dict:
                 report["gold_rows"][f"{schema}.{table}"] = [dict(zip(columns, row)) for row in cursor.fetchall()]
         if "silver.quarantine" in report["tables"]:
             report["quarantine"] = report["tables"]["silver.quarantine"]
-            report["quarantine_by_reason"] = dict(con.execute(
-                "select reason, count(*) from silver.quarantine group by reason order by 2 desc").fetchall())
+            report["quarantine_by_reason"] = dict(
+                con.execute("select reason, count(*) from silver.quarantine group by reason order by 2 desc").fetchall()
+            )
     return report
 
 

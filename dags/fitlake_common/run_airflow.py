@@ -47,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("starting airflow standalone (about 20-60 s) ...", flush=True)
         airflow.start(timeout=240)
-        print(f"\n  Airflow UI  {airflow.url}\n  login       admin / {password}\n"
-              f"  dbt docs    {airflow.url}/fitlake-docs/ (after a transform_dbt run; login required)\n"
-              f"  logs        {airflow.log_path}\n\nDAGs start paused: unpause them in the UI. Ctrl-C stops Airflow.",
-              flush=True)
+        print(
+            f"\n  Airflow UI  {airflow.url}\n  login       admin / {password}\n"
+            f"  dbt docs    {airflow.url}/fitlake-docs/ (after a transform_dbt run; login required)\n"
+            f"  logs        {airflow.log_path}\n\nDAGs start paused: unpause them in the UI. Ctrl-C stops Airflow.",
+            flush=True,
+        )
         while airflow.process.poll() is None:
             try:
                 airflow.process.wait(timeout=1)

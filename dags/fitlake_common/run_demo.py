@@ -54,20 +54,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {key}: {value}")
 
     step(f"simulate {args.members} members, {args.gyms} gyms, {args.days} day(s), seed {args.seed}")
-    subprocess.run([str(VENV_BIN / "python"), "-m", "ingestion", "simulate", f"--members={args.members}",
-                    f"--gyms={args.gyms}", f"--days={args.days}", f"--seed={args.seed}"],
-                   env=env, cwd=REPO_ROOT, check=True)
+    subprocess.run(
+        [
+            str(VENV_BIN / "python"),
+            "-m",
+            "ingestion",
+            "simulate",
+            f"--members={args.members}",
+            f"--gyms={args.gyms}",
+            f"--days={args.days}",
+            f"--seed={args.seed}",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        check=True,
+    )
 
     conf = {"as_of_date": args.as_of_date} if args.as_of_date else None
     for dag_id, dag_conf in (("land_azure_sql", None), ("land_kafka", None), ("transform_dbt", conf)):
         step(f"airflow dags test {dag_id}")
         done = dags_test(env, dag_id, dag_conf, log_dir=logs)
-        summary = [line for line in (done.stdout + done.stderr).splitlines()
-                   if "landed " in line or "dbt docs:" in line or "DagRun Finished" in line]
+        summary = [
+            line
+            for line in (done.stdout + done.stderr).splitlines()
+            if "landed " in line or "dbt docs:" in line or "DagRun Finished" in line
+        ]
         for line in summary:
             print("    " + line.split("] ", 1)[-1][:200] if "] " in line else "    " + line[:200])
-        print(f"    {dag_id}: {'success' if done.returncode == 0 else 'FAILED'} in {done.seconds:.0f}s "
-              f"(full log in {logs})")
+        print(
+            f"    {dag_id}: {'success' if done.returncode == 0 else 'FAILED'} in {done.seconds:.0f}s "
+            f"(full log in {logs})"
+        )
         if done.returncode != 0:
             print((done.stdout + done.stderr)[-4000:])
             return done.returncode
@@ -78,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     from fitlake_common import config
 
     print(format_report(warehouse_report(config.WAREHOUSE), docs_dir=config.DBT_DOCS_DIR))
-    print(f"\ndemo finished in {time.monotonic() - started:.0f}s. `make airflow` opens the UI on the same data; "
-          "`python -m ingestion stack down` stops the embedded broker.")
+    print(
+        f"\ndemo finished in {time.monotonic() - started:.0f}s. `make airflow` opens the UI on the same data; "
+        "`python -m ingestion stack down` stops the embedded broker."
+    )
     return 0
 
 

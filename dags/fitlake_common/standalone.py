@@ -31,9 +31,15 @@ class Standalone:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             # Own session: a terminal's Ctrl-C reaches only us, and we hand standalone one SIGINT.
-            self.process = subprocess.Popen([str(VENV_BIN / "airflow"), "standalone"], env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, preexec_fn=_default_sigint)
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "airflow"), "standalone"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_default_sigint,
+            )
         self.wait_healthy(timeout)
         return self
 

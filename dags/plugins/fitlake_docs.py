@@ -37,8 +37,9 @@ def create_app() -> FastAPI:
     async def refuse(request: Request, exc: HTTPException):
         if exc.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
             login = f"{BASE_PATH}/auth/login?next={BASE_PATH}{URL_PREFIX}/"
-            return HTMLResponse(f'<p>Log in to read the dbt docs: <a href="{login}">login</a></p>',
-                                status_code=exc.status_code)
+            return HTMLResponse(
+                f'<p>Log in to read the dbt docs: <a href="{login}">login</a></p>', status_code=exc.status_code
+            )
         return await http_exception_handler(request, exc)
 
     @app.get("/", dependencies=[Depends(get_user)], include_in_schema=False)
@@ -52,8 +53,11 @@ def create_app() -> FastAPI:
         path = docs_dir() / name
         if not path.is_file():
             raise HTTPException(404, "dbt docs not generated yet: run the transform_dbt DAG (or `make docs`)")
-        return FileResponse(path, media_type=FILES[name],
-                            headers={"Cache-Control": "no-store", "Content-Security-Policy": "frame-ancestors 'self'"})
+        return FileResponse(
+            path,
+            media_type=FILES[name],
+            headers={"Cache-Control": "no-store", "Content-Security-Policy": "frame-ancestors 'self'"},
+        )
 
     return app
 

@@ -37,8 +37,9 @@ from ingestion.stack import ensure_source_tables, start_broker, stop_process  # 
 def produce_bpm(settings, topic: str, count: int) -> None:
     producer = make_producer(settings, **{"linger.ms": 50, "compression.type": "lz4"})
     for i in range(count):
-        value = json.dumps({"device_id": 300000 + i % 500, "time": 1_700_000_000 + i // 500 + 0.25,
-                            "heartrate": 60.0 + i % 90})
+        value = json.dumps(
+            {"device_id": 300000 + i % 500, "time": 1_700_000_000 + i // 500 + 0.25, "heartrate": 60.0 + i % 90}
+        )
         while True:
             try:
                 producer.produce(topic, key=str(300000 + i % 500), value=value)
@@ -52,10 +53,17 @@ def produce_bpm(settings, topic: str, count: int) -> None:
 
 
 def bare_consume(bootstrap: str, topic: str, partitions: int) -> tuple[int, float]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
-                         "enable.partition.eof": True, "enable.auto.commit": False,
-                         "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
-                         "queued.max.messages.kbytes": 256 * 1024})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024,
+        }
+    )
     started = time.perf_counter()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     count, at_eof = 0, set()
@@ -84,8 +92,10 @@ def bench_kafka(work: Path, messages: int) -> None:
         ensure_topics(settings, [topic], partitions=3)
         t = time.perf_counter()
         produce_bpm(settings, topic, messages)
-        print(f"kafka: produced {messages:,} messages in {time.perf_counter() - t:.1f}s "
-              f"({'external ' + bootstrap if external else 'embedded Tansu broker'})")
+        print(
+            f"kafka: produced {messages:,} messages in {time.perf_counter() - t:.1f}s "
+            f"({'external ' + bootstrap if external else 'embedded Tansu broker'})"
+        )
         # The bare loop runs before and after the lander; the faster run is the fair baseline.
         bare_count, bare_seconds = bare_consume(bootstrap, topic, 3)
         summary = land_kafka_topic(settings, topic)
@@ -93,8 +103,10 @@ def bench_kafka(work: Path, messages: int) -> None:
         bare_rate = bare_count / bare_seconds
         land_rate = summary.rows / summary.seconds
         print(f"kafka: bare consume loop   {bare_count:>10,} msgs {bare_seconds:6.2f}s {bare_rate:>12,.0f} msgs/s")
-        print(f"kafka: land_kafka_topic    {summary.rows:>10,} msgs {summary.seconds:6.2f}s {land_rate:>12,.0f} msgs/s "
-              f"({summary.files} files, {summary.bytes / 1e6:.1f} MB)")
+        print(
+            f"kafka: land_kafka_topic    {summary.rows:>10,} msgs {summary.seconds:6.2f}s {land_rate:>12,.0f} msgs/s "
+            f"({summary.files} files, {summary.bytes / 1e6:.1f} MB)"
+        )
         print(f"kafka: landing / bare = {land_rate / bare_rate:.2f}x   (goal >= 0.5x and >= 200,000 msgs/s)")
     finally:
         if broker:
@@ -110,11 +122,22 @@ def bench_sql(work: Path, rows: int) -> None:
     t = time.perf_counter()
     chunk = 50_000
     for start in range(0, rows, chunk):
-        azure_sql.insert_rows(conn, dialect, "dbo", REGISTERED_USERS, [
-            (i, 300000 + i, f"0a:1b:2c:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
-             base + timedelta(seconds=i, microseconds=i % 997), base + timedelta(seconds=i, microseconds=i % 991))
-            for i in range(start, min(rows, start + chunk))
-        ])
+        azure_sql.insert_rows(
+            conn,
+            dialect,
+            "dbo",
+            REGISTERED_USERS,
+            [
+                (
+                    i,
+                    300000 + i,
+                    f"0a:1b:2c:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+                    base + timedelta(seconds=i, microseconds=i % 997),
+                    base + timedelta(seconds=i, microseconds=i % 991),
+                )
+                for i in range(start, min(rows, start + chunk))
+            ],
+        )
     print(f"sql: inserted {rows:,} rows into the SQLite stand-in in {time.perf_counter() - t:.1f}s")
     cursor = conn.cursor()
     started = time.perf_counter()
@@ -127,8 +150,10 @@ def bench_sql(work: Path, rows: int) -> None:
     summary = land_sql_table(settings, REGISTERED_USERS)
     bare_rate, land_rate = count / bare_seconds, summary.rows / summary.seconds
     print(f"sql: bare fetchmany loop   {count:>10,} rows {bare_seconds:6.2f}s {bare_rate:>12,.0f} rows/s")
-    print(f"sql: land_sql_table        {summary.rows:>10,} rows {summary.seconds:6.2f}s {land_rate:>12,.0f} rows/s "
-          f"({summary.files} files, {summary.bytes / 1e6:.1f} MB)")
+    print(
+        f"sql: land_sql_table        {summary.rows:>10,} rows {summary.seconds:6.2f}s {land_rate:>12,.0f} rows/s "
+        f"({summary.files} files, {summary.bytes / 1e6:.1f} MB)"
+    )
     print(f"sql: extraction / bare = {land_rate / bare_rate:.2f}x   (goal >= 0.5x)")
 
 

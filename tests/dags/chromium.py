@@ -16,8 +16,16 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
 
 
 def chromium_binary() -> str | None:
@@ -29,9 +37,18 @@ class Chromium:
         self.width, self.height = width, height
         self.profile = tempfile.mkdtemp(prefix="fitlake-chromium-")
         self.process = subprocess.Popen(
-            [chromium_binary(), *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-             f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                chromium_binary(),
+                *FLAGS,
+                f"--user-data-dir={self.profile}",
+                "--remote-debugging-port=0",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
@@ -47,8 +64,7 @@ class Chromium:
         self.ids = itertools.count(1)
         self.send("Page.enable")
         self.send("Network.enable")
-        self.send("Emulation.setDeviceMetricsOverride",
-                  width=width, height=height, deviceScaleFactor=1, mobile=False)
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
     def send(self, method: str, **params):
         message_id = next(self.ids)
@@ -76,9 +92,11 @@ class Chromium:
         """Wait until the current page shows `wait_for_text`, then `settle` seconds."""
         deadline = time.monotonic() + timeout
         text = ""
-        probe = ("(() => { let t = document.body ? document.body.innerText : '';"
-                 " for (const f of document.querySelectorAll('iframe')) {"
-                 " try { t += '\\n' + f.contentDocument.body.innerText } catch (e) {} } return t })()")
+        probe = (
+            "(() => { let t = document.body ? document.body.innerText : '';"
+            " for (const f of document.querySelectorAll('iframe')) {"
+            " try { t += '\\n' + f.contentDocument.body.innerText } catch (e) {} } return t })()"
+        )
         while time.monotonic() < deadline:
             text = self.evaluate(probe) or ""
             if self.evaluate("document.readyState") == "complete" and (not wait_for_text or wait_for_text in text):

@@ -29,11 +29,24 @@ def dbt_manifest(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("dbt") / "target"
     project = REPO_ROOT / "dbt_project"
     done = subprocess.run(
-        [str(VENV_BIN / "dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
-         "--target-path", str(target)],
-        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-             "FITLAKE_WAREHOUSE": str(target.parent / "parse.duckdb")},
-        capture_output=True, text=True, cwd=project,
+        [
+            str(VENV_BIN / "dbt"),
+            "parse",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--target-path",
+            str(target),
+        ],
+        env={
+            **os.environ,
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "FITLAKE_WAREHOUSE": str(target.parent / "parse.duckdb"),
+        },
+        capture_output=True,
+        text=True,
+        cwd=project,
     )
     assert done.returncode == 0, f"dbt parse failed:\n{done.stdout}\n{done.stderr}"
     return target / "manifest.json"
@@ -55,9 +68,17 @@ class Pipeline:
         self.data_root = root / "data"
         self.home = root / "airflow"
         self.port = free_port()
-        self.env = airflow_env(self.home, data_root=self.data_root, port=self.port, isolated_ports=True,
-                               extra={"FITLAKE_DBT_MANIFEST": str(manifest),
-                                      "FITLAKE_SQL_SCHEDULE": "none", "FITLAKE_KAFKA_SCHEDULE": "none"})
+        self.env = airflow_env(
+            self.home,
+            data_root=self.data_root,
+            port=self.port,
+            isolated_ports=True,
+            extra={
+                "FITLAKE_DBT_MANIFEST": str(manifest),
+                "FITLAKE_SQL_SCHEDULE": "none",
+                "FITLAKE_KAFKA_SCHEDULE": "none",
+            },
+        )
         self.settings = None
         self.logs = root / "logs"
 
@@ -99,10 +120,10 @@ class Pipeline:
 
     def task_states(self, dag_id: str) -> dict[str, str]:
         """Task states of the latest run of `dag_id`."""
-        [(run_id,)] = self.metadata(
-            "select run_id from dag_run where dag_id = ? order by id desc limit 1", dag_id)
-        return dict(self.metadata("select task_id, state from task_instance where dag_id = ? and run_id = ?",
-                                  dag_id, run_id))
+        [(run_id,)] = self.metadata("select run_id from dag_run where dag_id = ? order by id desc limit 1", dag_id)
+        return dict(
+            self.metadata("select task_id, state from task_instance where dag_id = ? and run_id = ?", dag_id, run_id)
+        )
 
     def query(self, sql: str) -> list[tuple]:
         import duckdb

@@ -17,8 +17,13 @@ SERVICES = COMPOSE["services"]
 AIRFLOW = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
 LONG_RUNNING = ["postgres", "kafka", "sqlserver", *AIRFLOW]
 ONE_SHOT = ["sqlserver-init", "source-init", "simulator", "airflow-init"]
-DAG_ENV = ["FITLAKE_KAFKA_BOOTSTRAP", "FITLAKE_SOURCE_ODBC", "FITLAKE_SOURCE_PASSWORD", "FITLAKE_LANDING_ROOT",
-           "FITLAKE_WAREHOUSE"]
+DAG_ENV = [
+    "FITLAKE_KAFKA_BOOTSTRAP",
+    "FITLAKE_SOURCE_ODBC",
+    "FITLAKE_SOURCE_PASSWORD",
+    "FITLAKE_LANDING_ROOT",
+    "FITLAKE_WAREHOUSE",
+]
 
 
 def env_of(service: str) -> dict:
@@ -32,12 +37,15 @@ def test_every_component_is_there():
     assert "x-airflow-common" in COMPOSE
 
 
-@pytest.mark.parametrize("service,image", [
-    ("postgres", r"^postgres:\d+"),
-    ("kafka", r"^apache/kafka:\d+\.\d+"),
-    ("sqlserver", r"^mcr\.microsoft\.com/(mssql/server|azure-sql-edge)"),
-    ("sqlserver-init", r"^mcr\.microsoft\.com/mssql/server"),
-])
+@pytest.mark.parametrize(
+    "service,image",
+    [
+        ("postgres", r"^postgres:\d+"),
+        ("kafka", r"^apache/kafka:\d+\.\d+"),
+        ("sqlserver", r"^mcr\.microsoft\.com/(mssql/server|azure-sql-edge)"),
+        ("sqlserver-init", r"^mcr\.microsoft\.com/mssql/server"),
+    ],
+)
 def test_images_are_pinned_upstream_images(service, image):
     assert re.match(image, SERVICES[service]["image"])
 
@@ -131,8 +139,12 @@ def test_airflow_components_share_metadata_db_secrets_and_volumes(service):
 
 def test_airflow_commands():
     commands = {name: SERVICES[name]["command"] for name in AIRFLOW}
-    assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
-                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
+    assert commands == {
+        "airflow-apiserver": "api-server",
+        "airflow-scheduler": "scheduler",
+        "airflow-dag-processor": "dag-processor",
+        "airflow-triggerer": "triggerer",
+    }
     init = "\n".join(SERVICES["airflow-init"]["command"])
     assert "airflow db migrate" in init and "airflow pools set duckdb_warehouse 1" in init
 

@@ -30,8 +30,13 @@ def report(dbt_manifest, tmp_path_factory):
         "FITLAKE_DATA_ROOT": str(home / "data"),
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "dags"), str(REPO_ROOT)]),
     }
-    done = subprocess.run([sys.executable, str(HERE / "dagbag_report.py"), env["AIRFLOW__CORE__DAGS_FOLDER"], str(out)],
-                          env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "dagbag_report.py"), env["AIRFLOW__CORE__DAGS_FOLDER"], str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -66,8 +71,9 @@ def test_dag_metadata(report, dag_id):
     assert dag["catchup"] is False
 
 
-@pytest.mark.parametrize("dag_id,entities,param", [
-    ("land_azure_sql", SQL_TABLES, "table"), ("land_kafka", KAFKA_TOPICS, "topic")])
+@pytest.mark.parametrize(
+    "dag_id,entities,param", [("land_azure_sql", SQL_TABLES, "table"), ("land_kafka", KAFKA_TOPICS, "topic")]
+)
 def test_landing_dags(report, dag_id, entities, param):
     dag = report["dags"][dag_id]
     assert set(dag["tasks"]) == {f"land_{e}" for e in entities}
@@ -95,8 +101,9 @@ def test_transform_dag(report, dbt_manifest):
         assert entity in dag["schedule"]
     assert set(dag["params"]) == {"full_refresh", "select", "as_of_date"}
     tasks = dag["tasks"]
-    models = {n["name"] for n in json.loads(dbt_manifest.read_text())["nodes"].values()
-              if n["resource_type"] == "model"}
+    models = {
+        n["name"] for n in json.loads(dbt_manifest.read_text())["nodes"].values() if n["resource_type"] == "model"
+    }
     assert models, "the manifest has no models"
     for model in models:
         run = tasks[f"dbt.{model}.run"]

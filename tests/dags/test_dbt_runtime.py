@@ -16,20 +16,24 @@ def task(task_id: str, *upstream: str):
 
 TASKS = [
     task("plan"),
-    task("dbt.users.run"), task("dbt.users.test", "dbt.users.run"),
-    task("dbt.gym_logs.run"), task("dbt.gym_logs.test", "dbt.gym_logs.run"),
+    task("dbt.users.run"),
+    task("dbt.users.test", "dbt.users.run"),
+    task("dbt.gym_logs.run"),
+    task("dbt.gym_logs.test", "dbt.gym_logs.run"),
     task("dbt.gym_summary.run", "dbt.users.test", "dbt.gym_logs.test"),
-    task("dbt.relationships_gym_logs_mac_address__mac_address__ref_users__test", "dbt.users.test",
-         "dbt.gym_logs.test"),
+    task("dbt.relationships_gym_logs_mac_address__mac_address__ref_users__test", "dbt.users.test", "dbt.gym_logs.test"),
     task("docs_generate", "dbt.gym_summary.run"),
 ]
 
 
-@pytest.mark.parametrize("override,logical,run_after,expected", [
-    ("2024-06-15", datetime(2030, 1, 1, tzinfo=UTC), None, "2024-06-15"),
-    (None, datetime(2024, 2, 29, 23, 59, tzinfo=UTC), None, "2024-02-29"),
-    ("", None, datetime(2025, 1, 2, 0, 0, tzinfo=UTC), "2025-01-02"),  # asset-triggered: no logical date
-])
+@pytest.mark.parametrize(
+    "override,logical,run_after,expected",
+    [
+        ("2024-06-15", datetime(2030, 1, 1, tzinfo=UTC), None, "2024-06-15"),
+        (None, datetime(2024, 2, 29, 23, 59, tzinfo=UTC), None, "2024-02-29"),
+        ("", None, datetime(2025, 1, 2, 0, 0, tzinfo=UTC), "2025-01-02"),  # asset-triggered: no logical date
+    ],
+)
 def test_as_of_date(override, logical, run_after, expected):
     run = SimpleNamespace(logical_date=logical, run_after=run_after)
     assert resolve_as_of_date(override, run) == expected
@@ -51,17 +55,27 @@ def test_no_selector_skips_nothing():
 
 def test_selector_skips_other_models_and_half_selected_detached_tests():
     assert tasks_to_skip({"models": ["gym_summary"]}, TASKS) == [
-        "dbt.gym_logs.run", "dbt.gym_logs.test",
+        "dbt.gym_logs.run",
+        "dbt.gym_logs.test",
         "dbt.relationships_gym_logs_mac_address__mac_address__ref_users__test",
-        "dbt.users.run", "dbt.users.test",
+        "dbt.users.run",
+        "dbt.users.test",
     ]
     # a multi-parent test runs only with all its parents
     assert tasks_to_skip({"models": ["users", "gym_logs"]}, TASKS) == ["dbt.gym_summary.run"]
 
 
-@pytest.mark.parametrize("value,entity,expected", [
-    ("all", "bpm", True), (None, "bpm", True), ("", "bpm", True), ("bpm", "bpm", True), ("workout", "bpm", False),
-    (["bpm", "workout"], "bpm", True), (["workout"], "bpm", False),
-])
+@pytest.mark.parametrize(
+    "value,entity,expected",
+    [
+        ("all", "bpm", True),
+        (None, "bpm", True),
+        ("", "bpm", True),
+        ("bpm", "bpm", True),
+        ("workout", "bpm", False),
+        (["bpm", "workout"], "bpm", True),
+        (["workout"], "bpm", False),
+    ],
+)
 def test_landing_param_choice(value, entity, expected):
     assert chosen(value, entity) is expected

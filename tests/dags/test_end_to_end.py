@@ -40,8 +40,9 @@ def assert_ran(done, dag_id: str) -> None:
 
 
 def asset_events(pipeline) -> dict[str, int]:
-    return dict(pipeline.metadata(
-        "select a.uri, count(*) from asset_event e join asset a on a.id = e.asset_id group by a.uri"))
+    return dict(
+        pipeline.metadata("select a.uri, count(*) from asset_event e join asset a on a.id = e.asset_id group by a.uri")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +61,24 @@ def test_landing_dags_land_everything_and_publish_assets(pipeline, landed):
     for dag_id, done in landed.items():
         assert_ran(done, dag_id)
     log = landed["land_azure_sql"].stdout + landed["land_kafka"].stdout
-    for expected in ("landed sql:registered_users: 3 rows", "landed sql:gym_logins: 3 rows",
-                     "landed kafka:user_info: 3 rows", "landed kafka:workout: 3 rows", "landed kafka:bpm: 5 rows"):
+    for expected in (
+        "landed sql:registered_users: 3 rows",
+        "landed sql:gym_logins: 3 rows",
+        "landed kafka:user_info: 3 rows",
+        "landed kafka:workout: 3 rows",
+        "landed kafka:bpm: 5 rows",
+    ):
         assert expected in log
     assert "offsets=" in log and "watermark=" in log
     events = asset_events(pipeline)
     for entity in ("sql/registered_users", "sql/gym_logins", "kafka/user_info", "kafka/workout", "kafka/bpm"):
         assert events.get(f"fitlake://landing/{entity}") == 1, events
-    extra = json.loads(pipeline.metadata(
-        "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.uri = ?",
-        "fitlake://landing/kafka/bpm")[0][0])
+    extra = json.loads(
+        pipeline.metadata(
+            "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.uri = ?",
+            "fitlake://landing/kafka/bpm",
+        )[0][0]
+    )
     assert extra["rows"] == 5 and extra["source"] == "kafka"
 
 
@@ -77,20 +86,31 @@ def test_transform_dag_builds_gold_as_the_contract_says(pipeline, transformed):
     assert_ran(transformed, "transform_dbt")
     states = pipeline.task_states("transform_dbt")
     assert states and set(states.values()) == {"success"}, states
-    assert pipeline.query(
-        "select workout_id, session_id, user_id, age, gender, city, state, min_bpm, round(avg_bpm, 2), max_bpm, "
-        "num_recordings from gold.workout_bpm_summary order by all") == EXPECTED_WORKOUT_BPM_SUMMARY
-    assert pipeline.query(
-        "select date, gym, mac_address, workout_id, session_id, minutes_in_gym, minutes_exercising "
-        "from gold.gym_summary order by all") == EXPECTED_GYM_SUMMARY
+    assert (
+        pipeline.query(
+            "select workout_id, session_id, user_id, age, gender, city, state, min_bpm, round(avg_bpm, 2), max_bpm, "
+            "num_recordings from gold.workout_bpm_summary order by all"
+        )
+        == EXPECTED_WORKOUT_BPM_SUMMARY
+    )
+    assert (
+        pipeline.query(
+            "select date, gym, mac_address, workout_id, session_id, minutes_in_gym, minutes_exercising "
+            "from gold.gym_summary order by all"
+        )
+        == EXPECTED_GYM_SUMMARY
+    )
     assert pipeline.query("select count(*) from silver.quarantine") == [(1,)]
     assert pipeline.query("select count(*) from silver.users") == [(3,)]
     assert pipeline.query("select count(*), count(*) filter (where valid) from silver.heart_rate") == [(4, 3)]
 
 
 def test_as_of_date_param_reaches_dbt(transformed):
-    assert f"'as_of_date': '{AS_OF}'" in transformed.stdout or f'as_of_date": "{AS_OF}"' in transformed.stdout \
+    assert (
+        f"'as_of_date': '{AS_OF}'" in transformed.stdout
+        or f'as_of_date": "{AS_OF}"' in transformed.stdout
         or f"as_of_date={AS_OF}" in transformed.stdout
+    )
 
 
 def test_docs_are_generated_after_the_build(pipeline, transformed):
@@ -111,17 +131,36 @@ def test_quality_gate_stops_downstream_gold_and_lets_unrelated_branches_run(pipe
     """
     assert_ran(transformed, "transform_dbt")
     (tmp_path / "registered_users.csv").write_text(
-        "user_id,device_id,mac_address,registration_timestamp\n20004,300020,0a:1b:2c:3d:4e:5f,1700100000\n")
+        "user_id,device_id,mac_address,registration_timestamp\n20004,300020,0a:1b:2c:3d:4e:5f,1700100000\n"
+    )
     messages = [
-        ("workout", "20002", {"user_id": 20002, "workout_id": 8, "timestamp": 1700051500, "action": "start",
-                              "session_id": 2}),
-        ("workout", "20002", {"user_id": 20002, "workout_id": 8, "timestamp": 1700052000, "action": "stop",
-                              "session_id": 2}),
+        (
+            "workout",
+            "20002",
+            {"user_id": 20002, "workout_id": 8, "timestamp": 1700051500, "action": "start", "session_id": 2},
+        ),
+        (
+            "workout",
+            "20002",
+            {"user_id": 20002, "workout_id": 8, "timestamp": 1700052000, "action": "stop", "session_id": 2},
+        ),
         ("bpm", "300018", {"device_id": 300018, "time": 1700051600, "heartrate": 120.0}),
     ]
-    (tmp_path / "more.jsonl").write_text("\n".join(
-        json.dumps({"key": key, "value": json.dumps(value), "topic": topic, "partition": 0, "offset": i,
-                    "timestamp": 1700052000}) for i, (topic, key, value) in enumerate(messages)))
+    (tmp_path / "more.jsonl").write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "key": key,
+                    "value": json.dumps(value),
+                    "topic": topic,
+                    "partition": 0,
+                    "offset": i,
+                    "timestamp": 1700052000,
+                }
+            )
+            for i, (topic, key, value) in enumerate(messages)
+        )
+    )
     replay(pipeline, tmp_path / "registered_users.csv", tmp_path / "more.jsonl")
 
     from ingestion.land_kafka import land_kafka_topics
@@ -139,15 +178,26 @@ def test_quality_gate_stops_downstream_gold_and_lets_unrelated_branches_run(pipe
     assert "unique_users_mac_address" in done.stdout + done.stderr
     for blocked in ("dbt.workout_bpm.run", "dbt.gym_summary.run", "dbt.workout_bpm_summary.run", "docs_generate"):
         assert states[blocked] == "upstream_failed", (blocked, states[blocked])
-    for rebuilt in ("dbt.workouts.run", "dbt.completed_workouts.run", "dbt.completed_workouts.test",
-                    "dbt.heart_rate.run", "dbt.user_profile.run", "dbt.user_bins.run", "dbt.user_bins.test"):
+    for rebuilt in (
+        "dbt.workouts.run",
+        "dbt.completed_workouts.run",
+        "dbt.completed_workouts.test",
+        "dbt.heart_rate.run",
+        "dbt.user_profile.run",
+        "dbt.user_bins.run",
+        "dbt.user_bins.test",
+    ):
         assert states[rebuilt] == "success", (rebuilt, states[rebuilt])
 
     # unrelated branches carry the new data ...
     assert pipeline.query("select workout_id from silver.completed_workouts order by 1") == [(7,), (8,)]
     assert pipeline.query("select count(*) from silver.heart_rate where device_id = 300018") == [(1,)]
     # ... gold was not rebuilt from silver that failed its tests: still exactly the first run's rows
-    assert pipeline.query(
-        "select workout_id, session_id, user_id, age, gender, city, state, min_bpm, round(avg_bpm, 2), max_bpm, "
-        "num_recordings from gold.workout_bpm_summary order by all") == EXPECTED_WORKOUT_BPM_SUMMARY
+    assert (
+        pipeline.query(
+            "select workout_id, session_id, user_id, age, gender, city, state, min_bpm, round(avg_bpm, 2), max_bpm, "
+            "num_recordings from gold.workout_bpm_summary order by all"
+        )
+        == EXPECTED_WORKOUT_BPM_SUMMARY
+    )
     assert len(pipeline.query("select * from gold.gym_summary")) == len(EXPECTED_GYM_SUMMARY)

@@ -22,10 +22,18 @@ class Api:
         self.base = base
         self.token: str | None = None
 
-    def call(self, method: str, path: str, body=None, token: str | None = None, cookie: str | None = None,
-             accept: str = "application/json") -> tuple[int, bytes]:
-        request = urllib.request.Request(self.base + path, method=method,
-                                         data=None if body is None else json.dumps(body).encode())
+    def call(
+        self,
+        method: str,
+        path: str,
+        body=None,
+        token: str | None = None,
+        cookie: str | None = None,
+        accept: str = "application/json",
+    ) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            self.base + path, method=method, data=None if body is None else json.dumps(body).encode()
+        )
         request.add_header("Accept", accept)
         if body is not None:
             request.add_header("Content-Type", "application/json")
@@ -150,8 +158,7 @@ def test_screenshots_of_the_graph_and_the_docs(airflow, api, triggered_run, arti
         run_id = triggered_run["dag_run_id"]
         browser.open(f"{airflow.url}/dags", wait_for_text="transform_dbt", settle=0)
         browser.evaluate("localStorage.setItem('default_dag_view', JSON.stringify('graph'))")  # graph, not grid
-        text = browser.open(f"{airflow.url}/dags/transform_dbt/runs/{run_id}", wait_for_text="docs_generate",
-                            settle=1)
+        text = browser.open(f"{airflow.url}/dags/transform_dbt/runs/{run_id}", wait_for_text="docs_generate", settle=1)
         browser.evaluate("document.querySelector('[aria-label=\"Expand all task groups\"]')?.click()")
         browser.open_wait("users", settle=4)  # the per-model groups are drawn
         assert "transform_dbt" in text

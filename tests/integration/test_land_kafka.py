@@ -48,8 +48,13 @@ def produce(settings, topic, messages, timestamp_ms=None):
     for key, value in messages:
         while True:
             try:
-                producer.produce(topic, key=key, value=value, on_delivery=on_delivery,
-                                 **({"timestamp": timestamp_ms} if timestamp_ms else {}))
+                producer.produce(
+                    topic,
+                    key=key,
+                    value=value,
+                    on_delivery=on_delivery,
+                    **({"timestamp": timestamp_ms} if timestamp_ms else {}),
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -60,8 +65,10 @@ def produce(settings, topic, messages, timestamp_ms=None):
 
 
 def bpm_messages(n, start=0):
-    return [(str(i % 50), json.dumps({"device_id": i % 50, "time": 1_700_000_000 + i + 0.25, "heartrate": 60 + i % 90}))
-            for i in range(start, start + n)]
+    return [
+        (str(i % 50), json.dumps({"device_id": i % 50, "time": 1_700_000_000 + i + 0.25, "heartrate": 60 + i % 90}))
+        for i in range(start, start + n)
+    ]
 
 
 def landed_index(settings, topic):
@@ -168,8 +175,9 @@ def test_missing_topic_is_named(settings):
 
 
 def test_unreachable_broker_fails_clearly_after_retries(make_settings):
-    settings = make_settings(FITLAKE_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}", FITLAKE_CONNECT_RETRIES=2,
-                             FITLAKE_KAFKA_TIMEOUT_SECONDS=2)
+    settings = make_settings(
+        FITLAKE_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}", FITLAKE_CONNECT_RETRIES=2, FITLAKE_KAFKA_TIMEOUT_SECONDS=2
+    )
     started = time.monotonic()
     with pytest.raises(SourceUnreachable, match="did not answer after 2 attempt"):
         land_kafka_topic(settings, "bpm")
@@ -177,10 +185,21 @@ def test_unreachable_broker_fails_clearly_after_retries(make_settings):
 
 
 def test_cli_exit_code_and_message_when_broker_unreachable(tmp_path):
-    env = {**os.environ, "FITLAKE_DATA_ROOT": str(tmp_path), "FITLAKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-           "FITLAKE_CONNECT_RETRIES": "1", "FITLAKE_KAFKA_TIMEOUT_SECONDS": "2", "PYTHONPATH": REPO_ROOT}
-    result = subprocess.run([sys.executable, "-m", "ingestion", "land", "kafka", "--topic", "bpm"],
-                            env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "FITLAKE_DATA_ROOT": str(tmp_path),
+        "FITLAKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "FITLAKE_CONNECT_RETRIES": "1",
+        "FITLAKE_KAFKA_TIMEOUT_SECONDS": "2",
+        "PYTHONPATH": REPO_ROOT,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "ingestion", "land", "kafka", "--topic", "bpm"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == SourceUnreachable.exit_code
     assert "error: Kafka brokers 127.0.0.1:" in result.stderr
 
@@ -191,9 +210,14 @@ def test_exactly_once_under_sigkill(make_settings, kafka_bootstrap, tmp_path):
     topic = f"kill_{uuid.uuid4().hex[:8]}"
     ensure_topics(settings, [topic], partitions=3)
     delivered = produce(settings, topic, bpm_messages(150_000))
-    env = {**os.environ, "FITLAKE_DATA_ROOT": str(settings.data_root), "FITLAKE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-           "FITLAKE_LANDING_ROOT": str(settings.landing_root),
-           "FITLAKE_LANDING_FILE_MAX_BYTES": str(256 * 1024), "PYTHONPATH": REPO_ROOT}
+    env = {
+        **os.environ,
+        "FITLAKE_DATA_ROOT": str(settings.data_root),
+        "FITLAKE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "FITLAKE_LANDING_ROOT": str(settings.landing_root),
+        "FITLAKE_LANDING_FILE_MAX_BYTES": str(256 * 1024),
+        "PYTHONPATH": REPO_ROOT,
+    }
     command = [sys.executable, "-m", "ingestion", "land", "kafka", "--topic", topic]
     rng = random.Random(20261123)
     kills = 0

@@ -42,8 +42,16 @@ def source(request, make_settings):
 
 
 def users(ids, modified_at=T0):
-    return [(i, 300_000 + i, f"0a:1b:2c:3d:{i // 256 % 256:02x}:{i % 256:02x}", T0 - timedelta(days=1, microseconds=i),
-             modified_at) for i in ids]
+    return [
+        (
+            i,
+            300_000 + i,
+            f"0a:1b:2c:3d:{i // 256 % 256:02x}:{i % 256:02x}",
+            T0 - timedelta(days=1, microseconds=i),
+            modified_at,
+        )
+        for i in ids
+    ]
 
 
 def landed_keys(settings, table, key):
@@ -56,8 +64,13 @@ def test_lands_rows_with_microsecond_timestamps_and_is_incremental(source):
     first = land_sql_table(settings, REGISTERED_USERS)
     assert (first.rows, first.files) == (100, 1)
     rows = sorted(sql_rows(settings.landing_root, "registered_users"), key=lambda r: r["user_id"])
-    assert rows[0] == {"user_id": 1, "device_id": 300_001, "mac_address": "0a:1b:2c:3d:00:01",
-                       "registration_timestamp": datetime(2023, 11, 13, 22, 13, 20, 123455), "modified_at": T0}
+    assert rows[0] == {
+        "user_id": 1,
+        "device_id": 300_001,
+        "mac_address": "0a:1b:2c:3d:00:01",
+        "registration_timestamp": datetime(2023, 11, 13, 22, 13, 20, 123455),
+        "modified_at": T0,
+    }
     azure_sql.insert_rows(conn, dialect, "dbo", REGISTERED_USERS, users(range(101, 111), T0 + timedelta(hours=1)))
     second = land_sql_table(settings, REGISTERED_USERS)
     assert second.rows == 10
@@ -79,16 +92,26 @@ def test_rows_sharing_the_watermark_or_committing_late_are_not_lost(source):
 def test_a_logout_set_later_is_extracted_again_as_a_new_version(source):
     settings, conn, dialect = source
     login = T0
-    azure_sql.insert_rows(conn, dialect, "dbo", GYM_LOGINS, [("0a:1b:2c:3d:4e:5f", 2, login, None, login),
-                                                            ("0a:1b:2c:3d:4e:60", 3, login, None, login)])
+    azure_sql.insert_rows(
+        conn,
+        dialect,
+        "dbo",
+        GYM_LOGINS,
+        [("0a:1b:2c:3d:4e:5f", 2, login, None, login), ("0a:1b:2c:3d:4e:60", 3, login, None, login)],
+    )
     land_sql_table(settings, GYM_LOGINS)
     logout = login + timedelta(minutes=75, microseconds=500_000)
     azure_sql.set_gym_logout(conn, dialect, "dbo", [(logout, logout, "0a:1b:2c:3d:4e:5f", 2, login)])
     assert land_sql_table(settings, GYM_LOGINS).rows == 1
-    versions = sorted((r["mac_address"], r["logout"] is not None, r["modified_at"])
-                      for r in sql_rows(settings.landing_root, "gym_logins"))
-    assert versions == [("0a:1b:2c:3d:4e:5f", False, login), ("0a:1b:2c:3d:4e:5f", True, logout),
-                        ("0a:1b:2c:3d:4e:60", False, login)]
+    versions = sorted(
+        (r["mac_address"], r["logout"] is not None, r["modified_at"])
+        for r in sql_rows(settings.landing_root, "gym_logins")
+    )
+    assert versions == [
+        ("0a:1b:2c:3d:4e:5f", False, login),
+        ("0a:1b:2c:3d:4e:5f", True, logout),
+        ("0a:1b:2c:3d:4e:60", False, login),
+    ]
     latest = [r for r in sql_rows(settings.landing_root, "gym_logins") if r["logout"]][0]
     assert latest["logout"] == logout
 
@@ -96,8 +119,10 @@ def test_a_logout_set_later_is_extracted_again_as_a_new_version(source):
 def test_missing_column_is_named(source):
     settings, conn, dialect = source
     conn.cursor().execute(f"DROP TABLE {dialect.table('dbo', 'registered_users')}")
-    conn.cursor().execute(f"CREATE TABLE {dialect.table('dbo', 'registered_users')} (user_id BIGINT, modified_at "
-                          f"{dialect.ddl_types['timestamp']})")
+    conn.cursor().execute(
+        f"CREATE TABLE {dialect.table('dbo', 'registered_users')} (user_id BIGINT, modified_at "
+        f"{dialect.ddl_types['timestamp']})"
+    )
     with pytest.raises(SchemaDriftError, match="lacks column.*device_id, mac_address, registration_timestamp"):
         land_sql_table(settings, REGISTERED_USERS)
 
@@ -119,7 +144,9 @@ def test_unknown_table_in_configuration_is_rejected(make_settings):
 def test_unreachable_database_fails_clearly_after_retries(make_settings):
     settings = make_settings(
         FITLAKE_SOURCE_ODBC=f"Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={free_port()};Database=x;Uid=u;",
-        FITLAKE_SOURCE_PASSWORD="s3cret-never-logged", FITLAKE_CONNECT_RETRIES=2)
+        FITLAKE_SOURCE_PASSWORD="s3cret-never-logged",
+        FITLAKE_CONNECT_RETRIES=2,
+    )
     with pytest.raises(SourceUnreachable, match="after 2 attempt") as error:
         land_sql_table(settings, REGISTERED_USERS)
     assert "s3cret" not in str(error.value)
@@ -128,10 +155,16 @@ def test_unreachable_database_fails_clearly_after_retries(make_settings):
 def test_exactly_once_under_sigkill(source):
     """Kill the extractor at 20+ random points while the source keeps changing; every row version lands once."""
     settings, conn, dialect = source
-    env = {**os.environ, "FITLAKE_DATA_ROOT": str(settings.data_root), "FITLAKE_SOURCE_ODBC": settings.source_odbc,
-           "FITLAKE_LANDING_ROOT": str(settings.landing_root),
-           "FITLAKE_SQL_FETCH_ROWS": "500", "FITLAKE_SQL_OVERLAP_SECONDS": "150",
-           "FITLAKE_LANDING_FILE_MAX_BYTES": "8192", "PYTHONPATH": REPO_ROOT}
+    env = {
+        **os.environ,
+        "FITLAKE_DATA_ROOT": str(settings.data_root),
+        "FITLAKE_SOURCE_ODBC": settings.source_odbc,
+        "FITLAKE_LANDING_ROOT": str(settings.landing_root),
+        "FITLAKE_SQL_FETCH_ROWS": "500",
+        "FITLAKE_SQL_OVERLAP_SECONDS": "150",
+        "FITLAKE_LANDING_FILE_MAX_BYTES": "8192",
+        "PYTHONPATH": REPO_ROOT,
+    }
     command = [sys.executable, "-m", "ingestion", "land", "sql"]
     rng = random.Random(7)
     next_user, open_visits, kills, clock = 1, [], 0, T0
@@ -141,14 +174,23 @@ def test_exactly_once_under_sigkill(source):
         batch = users(range(next_user, next_user + 4000), clock)
         azure_sql.insert_rows(conn, dialect, "dbo", REGISTERED_USERS, batch)
         next_user += 4000
-        logins = [(f"0a:1b:2c:3d:{rng.randrange(256):02x}:{rng.randrange(256):02x}", rng.randrange(1, 9),
-                   clock + timedelta(microseconds=rng.randrange(10**6)), None, clock) for _ in range(200)]
+        logins = [
+            (
+                f"0a:1b:2c:3d:{rng.randrange(256):02x}:{rng.randrange(256):02x}",
+                rng.randrange(1, 9),
+                clock + timedelta(microseconds=rng.randrange(10**6)),
+                None,
+                clock,
+            )
+            for _ in range(200)
+        ]
         logins = list({(m, g, li): (m, g, li, lo, mo) for m, g, li, lo, mo in logins}.values())
         azure_sql.insert_rows(conn, dialect, "dbo", GYM_LOGINS, logins)
         closing = open_visits[: len(open_visits) // 2]
-        open_visits = open_visits[len(open_visits) // 2:] + [row[:3] for row in logins]
-        azure_sql.set_gym_logout(conn, dialect, "dbo", [(li + timedelta(minutes=40), clock, m, g, li)
-                                                        for m, g, li in closing])
+        open_visits = open_visits[len(open_visits) // 2 :] + [row[:3] for row in logins]
+        azure_sql.set_gym_logout(
+            conn, dialect, "dbo", [(li + timedelta(minutes=40), clock, m, g, li) for m, g, li in closing]
+        )
         started = time.monotonic()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.15, typical_run))
@@ -170,8 +212,10 @@ def test_exactly_once_under_sigkill(source):
         if isinstance(login, str):
             login, logout = datetime.fromisoformat(login), logout and datetime.fromisoformat(logout)
         final_state[(mac, gym, login, logout)] += 1
-    landed_versions = Counter((r["mac_address"], r["gym"], r["login"], r["logout"], r["modified_at"])
-                              for r in sql_rows(settings.landing_root, "gym_logins"))
+    landed_versions = Counter(
+        (r["mac_address"], r["gym"], r["login"], r["logout"], r["modified_at"])
+        for r in sql_rows(settings.landing_root, "gym_logins")
+    )
     assert max(landed_versions.values()) == 1, "a row version landed twice"
     landed_states = {key[:4] for key in landed_versions}
     assert set(final_state) <= landed_states, "the latest version of a row is missing"

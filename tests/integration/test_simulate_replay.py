@@ -19,8 +19,9 @@ from tests.support.landing import kafka_rows, sql_rows
 EPOCH = datetime(1970, 1, 1)
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "replay"
 START = datetime(2024, 3, 1, tzinfo=UTC)
-RATES = SimulationRates(workout_minutes=(3.0, 6.0), redelivered=0.03, out_of_order=0.03, late=0.02,
-                        malformed=0.02, open_visit=0.2)
+RATES = SimulationRates(
+    workout_minutes=(3.0, 6.0), redelivered=0.03, out_of_order=0.03, late=0.02, malformed=0.02, open_visit=0.2
+)
 
 
 def _unique_topics(settings):
@@ -43,8 +44,7 @@ def _land_everything(settings) -> dict[str, int]:
 
 def test_simulate_lands_exactly_what_it_reports(settings):
     ticks = []
-    summary = simulate(settings, members=6, gyms=2, days=1, seed=21, start=START, rates=RATES,
-                       progress=ticks.append)
+    summary = simulate(settings, members=6, gyms=2, days=1, seed=21, start=START, rates=RATES, progress=ticks.append)
     user_info, workout, bpm = settings.kafka_topics
     assert summary.messages[bpm] > 1000 and summary.messages[workout] > 0 and summary.messages[user_info] >= 6
     assert sum(ticks) == sum(summary.rows.values()) + summary.logout_updates + sum(summary.messages.values())
@@ -63,8 +63,11 @@ def test_simulate_lands_exactly_what_it_reports(settings):
     names = dict(zip(("user_info", "workout", "bpm"), settings.kafka_topics, strict=True))
     for contract_topic, topic in names.items():
         got = Counter((r["key"], r["value"], r["timestamp"]) for r in kafka_rows(settings.landing_root, topic))
-        want = Counter((m.key, m.value, EPOCH + timedelta(milliseconds=m.timestamp_us // 1000))
-                       for m in expected.messages if m.topic == contract_topic)
+        want = Counter(
+            (m.key, m.value, EPOCH + timedelta(milliseconds=m.timestamp_us // 1000))
+            for m in expected.messages
+            if m.topic == contract_topic
+        )
         assert got == want, contract_topic
 
 
@@ -100,8 +103,10 @@ def test_replay_sample_lands_the_recorded_rows(settings):
     assert any(r["value"].endswith('"heartrate": ') for r in readings)  # malformed values go through as-is
     profiles = sorted(kafka_rows(settings.landing_root, user_info), key=lambda r: r["timestamp"])
     assert [r["timestamp"] for r in profiles] == [
-        datetime(2023, 11, 14, 22, 13, 25), datetime(2023, 11, 14, 22, 15, 5, 500000),
-        datetime(2023, 11, 15, 14, 53, 20)]
+        datetime(2023, 11, 14, 22, 13, 25),
+        datetime(2023, 11, 14, 22, 15, 5, 500000),
+        datetime(2023, 11, 15, 14, 53, 20),
+    ]
 
 
 def test_a_contradicting_replay_fails_before_writing(make_settings, tmp_path):
@@ -130,18 +135,27 @@ def test_replay_into_postgresql(make_settings, postgres_odbc):
     assert landed == {"registered_users": 3, "gym_logins": 3}
     visits = sorted(sql_rows(settings.landing_root, "gym_logins"), key=lambda r: r["login"])
     assert [(v["login"], v["logout"], v["modified_at"]) for v in visits] == [
-        (datetime(2023, 11, 15, 12, 6, 40), datetime(2023, 11, 15, 13, 21, 40, 500000),
-         datetime(2023, 11, 15, 13, 21, 40, 500000)),
-        (datetime(2023, 11, 15, 12, 23, 20, 750000), datetime(2023, 11, 15, 13, 21, 40, 123456),
-         datetime(2023, 11, 15, 13, 21, 40, 123456)),
+        (
+            datetime(2023, 11, 15, 12, 6, 40),
+            datetime(2023, 11, 15, 13, 21, 40, 500000),
+            datetime(2023, 11, 15, 13, 21, 40, 500000),
+        ),
+        (
+            datetime(2023, 11, 15, 12, 23, 20, 750000),
+            datetime(2023, 11, 15, 13, 21, 40, 123456),
+            datetime(2023, 11, 15, 13, 21, 40, 123456),
+        ),
         (datetime(2023, 11, 15, 13, 0), None, datetime(2023, 11, 15, 13, 0)),
     ]
 
 
 def test_simulate_into_postgresql(make_settings, postgres_odbc, embedded_kafka):
     schema = f"sim_{uuid.uuid4().hex[:8]}"
-    settings = _unique_topics(make_settings(FITLAKE_SOURCE_ODBC=postgres_odbc, FITLAKE_SOURCE_SCHEMA=schema,
-                                            FITLAKE_KAFKA_BOOTSTRAP=embedded_kafka))
+    settings = _unique_topics(
+        make_settings(
+            FITLAKE_SOURCE_ODBC=postgres_odbc, FITLAKE_SOURCE_SCHEMA=schema, FITLAKE_KAFKA_BOOTSTRAP=embedded_kafka
+        )
+    )
     summary = simulate(settings, members=4, gyms=1, days=1, seed=8, start=START, rates=RATES)
     landed = {s.entity: s.rows for s in land_sql_tables(settings)}
     assert landed == summary.rows

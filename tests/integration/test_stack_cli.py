@@ -16,8 +16,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def run_cli(data_root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FITLAKE_")}
     env.update({"FITLAKE_DATA_ROOT": str(data_root), "PYTHONPATH": str(REPO_ROOT)})
-    return subprocess.run([sys.executable, "-m", "ingestion", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ingestion", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_stack_up_status_down_leaves_nothing_running(tmp_path):

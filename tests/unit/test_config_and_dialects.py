@@ -28,16 +28,24 @@ def test_embedded_defaults_live_under_the_data_root(tmp_path):
 
 
 def test_kafka_options_pass_through_to_librdkafka(tmp_path):
-    settings = load_settings({"FITLAKE_DATA_ROOT": str(tmp_path), "FITLAKE_KAFKA_OPT_SECURITY_PROTOCOL": "SASL_SSL",
-                              "FITLAKE_KAFKA_OPT_SASL_MECHANISMS": "PLAIN"})
+    settings = load_settings(
+        {
+            "FITLAKE_DATA_ROOT": str(tmp_path),
+            "FITLAKE_KAFKA_OPT_SECURITY_PROTOCOL": "SASL_SSL",
+            "FITLAKE_KAFKA_OPT_SASL_MECHANISMS": "PLAIN",
+        }
+    )
     assert settings.kafka_options == {"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN"}
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("FITLAKE_SQL_FETCH_ROWS", "many", "is not a whole number"),
-    ("FITLAKE_SQL_FETCH_ROWS", "0", "must be at least 1"),
-    ("FITLAKE_SOURCE_SCHEMA", "dbo; drop table x", "not a plain SQL identifier"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FITLAKE_SQL_FETCH_ROWS", "many", "is not a whole number"),
+        ("FITLAKE_SQL_FETCH_ROWS", "0", "must be at least 1"),
+        ("FITLAKE_SOURCE_SCHEMA", "dbo; drop table x", "not a plain SQL identifier"),
+    ],
+)
 def test_invalid_settings_are_named(tmp_path, name, value, message):
     with pytest.raises(ConfigError, match=message):
         load_settings({"FITLAKE_DATA_ROOT": str(tmp_path), name: value})
@@ -55,12 +63,15 @@ def test_password_is_not_in_the_settings_repr(tmp_path):
     assert _redacted("Driver=x;Server=y;PWD={hunter2};") == "Driver=x;Server=y;PWD=***;"
 
 
-@pytest.mark.parametrize(("connection_string", "dialect"), [
-    ("Driver=SQLite3;Database=/tmp/x.db", SQLITE),
-    ("Driver={PostgreSQL Unicode};Server=127.0.0.1", POSTGRESQL),
-    (azure_sql_connection_string("fitlake.database.windows.net", "fitness"), SQL_SERVER),
-    ("DRIVER={FreeTDS};Server=x", SQL_SERVER),
-])
+@pytest.mark.parametrize(
+    ("connection_string", "dialect"),
+    [
+        ("Driver=SQLite3;Database=/tmp/x.db", SQLITE),
+        ("Driver={PostgreSQL Unicode};Server=127.0.0.1", POSTGRESQL),
+        (azure_sql_connection_string("fitlake.database.windows.net", "fitness"), SQL_SERVER),
+        ("DRIVER={FreeTDS};Server=x", SQL_SERVER),
+    ],
+)
 def test_dialect_follows_the_odbc_driver(connection_string, dialect):
     assert dialect_for(connection_string) is dialect
 

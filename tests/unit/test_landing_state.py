@@ -28,8 +28,10 @@ SCHEMA = pa.schema([("x", pa.int64())])
 def write_kafka_file(root, topic, partition, first, last):
     directory = kafka_partition_dir(root, topic, partition)
     directory.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"x": list(range(first, last + 1))}, schema=SCHEMA),
-                   directory / kafka_file_name(topic, partition, first, last))
+    pq.write_table(
+        pa.table({"x": list(range(first, last + 1))}, schema=SCHEMA),
+        directory / kafka_file_name(topic, partition, first, last),
+    )
 
 
 def test_next_offsets_come_from_file_names(tmp_path):
@@ -41,7 +43,10 @@ def test_next_offsets_come_from_file_names(tmp_path):
     (kafka_partition_dir(tmp_path, "bpm", 1) / ".tmp-abc.partial").write_bytes(b"half")
     assert next_kafka_offsets(tmp_path, "bpm") == {0: 150, 2: 10}
     assert [(f.partition, f.first_offset, f.last_offset) for f in landed_kafka_files(tmp_path, "bpm")] == [
-        (0, 0, 99), (0, 100, 149), (2, 0, 9)]
+        (0, 0, 99),
+        (0, 100, 149),
+        (2, 0, 9),
+    ]
 
 
 def test_file_names_sort_by_offset():
@@ -91,6 +96,7 @@ def test_raw_bytes_become_text_without_loss():
 
 
 def test_summary_line_reports_rows_files_bytes_seconds():
-    line = LandingSummary("kafka", "bpm", rows=1000, files=2, bytes=2_500_000, seconds=0.5,
-                          detail={"offsets": {0: [0, 999]}}).line()
+    line = LandingSummary(
+        "kafka", "bpm", rows=1000, files=2, bytes=2_500_000, seconds=0.5, detail={"offsets": {0: [0, 999]}}
+    ).line()
     assert line == "kafka:bpm: 1000 rows in 2 file(s), 2.50 MB, 0.50s (2,000 rows/s) offsets={0: [0, 999]}"

@@ -13,18 +13,21 @@ from ingestion.replay import ReplayError, collect_files, epoch_millis, parse_tim
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "replay"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1700054500.123456", datetime(2023, 11, 15, 13, 21, 40, 123456)),
-    ("1700054500", datetime(2023, 11, 15, 13, 21, 40)),
-    ("1700054500.5", datetime(2023, 11, 15, 13, 21, 40, 500000)),
-    ("1700054500.000001", datetime(2023, 11, 15, 13, 21, 40, 1)),
-    ("1.7000545001234560e9", datetime(2023, 11, 15, 13, 21, 40, 123456)),
-    (" 1700054500.1234564 ", datetime(2023, 11, 15, 13, 21, 40, 123456)),  # sub-microsecond digits round
-    ("2023-11-15T13:21:40.123456Z", datetime(2023, 11, 15, 13, 21, 40, 123456)),
-    ("2023-11-15T14:21:40.123456+01:00", datetime(2023, 11, 15, 13, 21, 40, 123456)),
-    ("2023-11-15 13:21:40", datetime(2023, 11, 15, 13, 21, 40)),
-    ("0", datetime(1970, 1, 1)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1700054500.123456", datetime(2023, 11, 15, 13, 21, 40, 123456)),
+        ("1700054500", datetime(2023, 11, 15, 13, 21, 40)),
+        ("1700054500.5", datetime(2023, 11, 15, 13, 21, 40, 500000)),
+        ("1700054500.000001", datetime(2023, 11, 15, 13, 21, 40, 1)),
+        ("1.7000545001234560e9", datetime(2023, 11, 15, 13, 21, 40, 123456)),
+        (" 1700054500.1234564 ", datetime(2023, 11, 15, 13, 21, 40, 123456)),  # sub-microsecond digits round
+        ("2023-11-15T13:21:40.123456Z", datetime(2023, 11, 15, 13, 21, 40, 123456)),
+        ("2023-11-15T14:21:40.123456+01:00", datetime(2023, 11, 15, 13, 21, 40, 123456)),
+        ("2023-11-15 13:21:40", datetime(2023, 11, 15, 13, 21, 40)),
+        ("0", datetime(1970, 1, 1)),
+    ],
+)
 def test_timestamps_are_exact_to_the_microsecond(text, expected):
     assert parse_timestamp(text) == expected
 
@@ -44,10 +47,20 @@ def test_sample_registered_users():
     assert rows.table.name == "registered_users"
     assert rows.rows == [
         (20001, 300017, "0a:1b:2c:3d:4e:5f", datetime(2023, 11, 14, 22, 13, 20), datetime(2023, 11, 14, 22, 13, 20)),
-        (20002, 300018, "0a:1b:2c:3d:4e:60", datetime(2023, 11, 14, 22, 15, 0, 250000),
-         datetime(2023, 11, 14, 22, 15, 0, 250000)),
-        (20003, 300019, "0a:1b:2c:3d:4e:61", datetime(2023, 11, 14, 22, 20, 0, 1),
-         datetime(2023, 11, 14, 22, 20, 0, 1)),
+        (
+            20002,
+            300018,
+            "0a:1b:2c:3d:4e:60",
+            datetime(2023, 11, 14, 22, 15, 0, 250000),
+            datetime(2023, 11, 14, 22, 15, 0, 250000),
+        ),
+        (
+            20003,
+            300019,
+            "0a:1b:2c:3d:4e:61",
+            datetime(2023, 11, 14, 22, 20, 0, 1),
+            datetime(2023, 11, 14, 22, 20, 0, 1),
+        ),
     ]
     assert rows.lines == [2, 3, 5]  # line 4 is blank
 
@@ -67,22 +80,39 @@ def test_table_from_header_when_the_name_says_nothing(tmp_path):
     path.write_text("mac_address,gym,login\n\n\naa:bb:cc:dd:ee:ff,3,1700000000.25\n")
     rows = read_csv(path)
     assert rows.table.name == "gym_logins"
-    assert rows.rows == [("aa:bb:cc:dd:ee:ff", 3, datetime(2023, 11, 14, 22, 13, 20, 250000), None,
-                          datetime(2023, 11, 14, 22, 13, 20, 250000))]
+    assert rows.rows == [
+        (
+            "aa:bb:cc:dd:ee:ff",
+            3,
+            datetime(2023, 11, 14, 22, 13, 20, 250000),
+            None,
+            datetime(2023, 11, 14, 22, 13, 20, 250000),
+        )
+    ]
     assert rows.lines == [4]
 
 
-@pytest.mark.parametrize(("name", "text", "message"), [
-    ("registered_users.csv", "user_id,device_id,mac_address,registration_timestamp\n1,2,aa,1700000000\n\n"
-     "3,4,bb,noon\n", r"registered_users.csv:4: registration_timestamp: 'noon' is neither"),
-    ("registered_users.csv", "user_id,device_id,mac_address\n1,2,aa\n", r"registered_users.csv:1: .*missing column"),
-    ("gym_logins.csv", "mac_address,gym,login,shoe_size\n", r"gym_logins.csv:1: .*unknown column\(s\) shoe_size"),
-    ("gym_logins.csv", "mac_address,gym,login\naa,x,1\n", r"gym_logins.csv:2: gym='x' is not a whole number"),
-    ("gym_logins.csv", "mac_address,gym,login\naa,1\n", r"gym_logins.csv:2: 2 field\(s\), the header has 3"),
-    ("gym_logins.csv", "mac_address,gym,login\naa,1,\n", r"gym_logins.csv:2: login is empty"),
-    ("trainers.csv", "trainer_id,name\n1,x\n", r"trainers.csv:1: cannot tell which table"),
-    ("empty.csv", "\n\n", r"empty.csv: empty CSV file"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "registered_users.csv",
+            "user_id,device_id,mac_address,registration_timestamp\n1,2,aa,1700000000\n\n3,4,bb,noon\n",
+            r"registered_users.csv:4: registration_timestamp: 'noon' is neither",
+        ),
+        (
+            "registered_users.csv",
+            "user_id,device_id,mac_address\n1,2,aa\n",
+            r"registered_users.csv:1: .*missing column",
+        ),
+        ("gym_logins.csv", "mac_address,gym,login,shoe_size\n", r"gym_logins.csv:1: .*unknown column\(s\) shoe_size"),
+        ("gym_logins.csv", "mac_address,gym,login\naa,x,1\n", r"gym_logins.csv:2: gym='x' is not a whole number"),
+        ("gym_logins.csv", "mac_address,gym,login\naa,1\n", r"gym_logins.csv:2: 2 field\(s\), the header has 3"),
+        ("gym_logins.csv", "mac_address,gym,login\naa,1,\n", r"gym_logins.csv:2: login is empty"),
+        ("trainers.csv", "trainer_id,name\n1,x\n", r"trainers.csv:1: cannot tell which table"),
+        ("empty.csv", "\n\n", r"empty.csv: empty CSV file"),
+    ],
+)
 def test_csv_errors_name_file_and_line(tmp_path, name, text, message):
     path = tmp_path / name
     path.write_text(text)
@@ -102,14 +132,17 @@ def test_sample_envelopes():
     assert '"timestamp": 1700060000.000001' in messages[2].value
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ('{"key": "1", "value": "{}", "topic": "bpm", "timestamp": 1', r"bad\.jsonl:2: not a JSON envelope"),
-    ('{"key": "1", "value": "{}", "topic": "steps", "timestamp": 1}', r"bad\.jsonl:2: topic 'steps'"),
-    ('{"key": "1", "value": {"a": 1}, "topic": "bpm", "timestamp": 1}', r"bad\.jsonl:2: value must be"),
-    ('{"key": "1", "value": "{}", "topic": "bpm"}', r"bad\.jsonl:2: the envelope has no timestamp"),
-    ('{"key": "1", "value": "{}", "topic": "bpm", "timestamp": "soon"}', r"bad\.jsonl:2: timestamp: 'soon'"),
-    ('[1, 2]', r"bad\.jsonl:2: an envelope must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"key": "1", "value": "{}", "topic": "bpm", "timestamp": 1', r"bad\.jsonl:2: not a JSON envelope"),
+        ('{"key": "1", "value": "{}", "topic": "steps", "timestamp": 1}', r"bad\.jsonl:2: topic 'steps'"),
+        ('{"key": "1", "value": {"a": 1}, "topic": "bpm", "timestamp": 1}', r"bad\.jsonl:2: value must be"),
+        ('{"key": "1", "value": "{}", "topic": "bpm"}', r"bad\.jsonl:2: the envelope has no timestamp"),
+        ('{"key": "1", "value": "{}", "topic": "bpm", "timestamp": "soon"}', r"bad\.jsonl:2: timestamp: 'soon'"),
+        ("[1, 2]", r"bad\.jsonl:2: an envelope must be a JSON object"),
+    ],
+)
 def test_envelope_errors_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"key": 7, "value": "not json {", "topic": "workout", "timestamp": 1700000000}\n' + line)
@@ -119,8 +152,10 @@ def test_envelope_errors_name_file_and_line(tmp_path, line, message):
 
 def test_a_good_file_with_an_int_key_and_a_malformed_value(tmp_path):
     path = tmp_path / "ok.json"
-    path.write_text('\n{"key": 7, "value": "not json {", "topic": "workout", "partition": 9, "offset": 1, '
-                    '"timestamp": 1700000000.5}\n\n')
+    path.write_text(
+        '\n{"key": 7, "value": "not json {", "topic": "workout", "partition": 9, "offset": 1, '
+        '"timestamp": 1700000000.5}\n\n'
+    )
     [(line, message)] = read_jsonl(path)
     assert line == 2 and message.key == "7" and message.value == "not json {"
     assert message.timestamp_us == 1700000000_500000

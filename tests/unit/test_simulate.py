@@ -30,8 +30,17 @@ EPOCH_TEXT = re.compile(r"^\d{10}(\.\d{1,6})?$")
 
 @pytest.fixture(scope="module")
 def noisy():
-    rates = SimulationRates(redelivered=0.05, out_of_order=0.05, late=0.03, malformed=0.04, open_visit=0.2,
-                            unfinished_workout=0.2, profile_update=0.5, profile_delete=0.4, **SHORT)
+    rates = SimulationRates(
+        redelivered=0.05,
+        out_of_order=0.05,
+        late=0.03,
+        malformed=0.04,
+        open_visit=0.2,
+        unfinished_workout=0.2,
+        profile_update=0.5,
+        profile_delete=0.4,
+        **SHORT,
+    )
     return rates, generate(members=40, gyms=3, days=3, seed=11, start=START, rates=rates)
 
 
@@ -193,8 +202,10 @@ def test_workouts_mostly_happen_during_gym_visits(clean):
     starts = [json.loads(m.value) for m in clean.messages if m.topic == "workout"]
     starts = [w for w in starts if w["action"] == "start"]
     inside = sum(
-        any(login <= from_us(int(Decimal(str(w["timestamp"])) * 1_000_000)) <= logout
-            for login, logout in visits[mac_of[w["user_id"]]])
+        any(
+            login <= from_us(int(Decimal(str(w["timestamp"])) * 1_000_000)) <= logout
+            for login, logout in visits[mac_of[w["user_id"]]]
+        )
         for w in starts
     )
     assert len(starts) > 10 and inside / len(starts) > 0.7
@@ -211,12 +222,24 @@ def test_profile_cdc_has_new_update_delete_and_recreation(noisy):
             events[body["user_id"]].append((body["timestamp"], body["update_type"], body))
     kinds = Counter(kind for history in events.values() for _, kind, _ in history)
     assert kinds["new"] >= 35 and kinds["update"] > 0 and kinds["delete"] > 0
-    recreated = [u for u, h in events.items()
-                 if any(k == "new" for _, k, _ in sorted(h)[1:]) and any(k == "delete" for _, k, _ in h)]
+    recreated = [
+        u
+        for u, h in events.items()
+        if any(k == "new" for _, k, _ in sorted(h)[1:]) and any(k == "delete" for _, k, _ in h)
+    ]
     assert recreated
     body = next(iter(events.values()))[0][2]
-    assert set(body) == {"user_id", "update_type", "timestamp", "dob", "sex", "gender", "first_name",
-                         "last_name", "address"}
+    assert set(body) == {
+        "user_id",
+        "update_type",
+        "timestamp",
+        "dob",
+        "sex",
+        "gender",
+        "first_name",
+        "last_name",
+        "address",
+    }
     assert body["dob"] is None or re.fullmatch(r"\d{2}/\d{2}/\d{4}", body["dob"])
     assert isinstance(body["address"]["zip"], int)
 

@@ -157,21 +157,24 @@ def _resolve_with_maven(cache: Path, libs: Path, marker: Path, digest: str) -> N
     shutil.rmtree(tmp, ignore_errors=True)
     marker.unlink(missing_ok=True)
     cmd = [
-        mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(POM_PATH),
+        mvn,
+        "-B",
+        "-q",
+        "-Dstyle.color=never",
+        "-f",
+        str(POM_PATH),
         "dependency:copy-dependencies",
         f"-DoutputDirectory={tmp}",
         "-DincludeScope=runtime",
     ]
-    _log(f"resolving Kafka {KAFKA_VERSION} jars with Maven into {libs} "
-         "(first time only, may take a minute or two)...")
+    _log(f"resolving Kafka {KAFKA_VERSION} jars with Maven into {libs} (first time only, may take a minute or two)...")
     t0 = time.monotonic()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
         shutil.rmtree(tmp, ignore_errors=True)
         tail = "\n".join(proc.stdout.splitlines()[-40:])
         raise KafkaSetupError(
-            f"Maven failed to resolve Kafka {KAFKA_VERSION} jars "
-            f"(exit {proc.returncode}): {' '.join(cmd)}\n{tail}"
+            f"Maven failed to resolve Kafka {KAFKA_VERSION} jars (exit {proc.returncode}): {' '.join(cmd)}\n{tail}"
         )
     shutil.rmtree(libs, ignore_errors=True)
     tmp.rename(libs)
@@ -287,8 +290,10 @@ class RealKafkaBroker:
         for _attempt in range(3):  # retry only on a lost port race
             try:
                 self._start_once(java, libs)
-                _log(f"Kafka {KAFKA_VERSION} ready at {self.bootstrap} "
-                     f"in {time.monotonic() - t0:.1f}s (log: {self.log_path})")
+                _log(
+                    f"Kafka {KAFKA_VERSION} ready at {self.bootstrap} "
+                    f"in {time.monotonic() - t0:.1f}s (log: {self.log_path})"
+                )
                 return self
             except _PortInUse as e:
                 last_err = e
@@ -329,9 +334,14 @@ class RealKafkaBroker:
     def _java_cmd(self, java: str, libs: Path, main: str, *args: str) -> list:
         extra = os.environ.get("FITLAKE_KAFKA_JAVA_OPTS", "").split()
         return [
-            java, *DEFAULT_JAVA_OPTS, *extra,
+            java,
+            *DEFAULT_JAVA_OPTS,
+            *extra,
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
-            "-cp", f"{libs}/*", main, *args,
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def _server_properties(self) -> dict[str, str]:
@@ -378,25 +388,36 @@ class RealKafkaBroker:
         self.cluster_id = _random_cluster_id()
         shutil.rmtree(self.data_dir, ignore_errors=True)
         (self.workdir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
-        self.config_path.write_text(
-            "".join(f"{k}={v}\n" for k, v in self._server_properties().items())
-        )
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self._server_properties().items()))
 
         fmt = subprocess.run(
-            self._java_cmd(java, libs, "kafka.tools.StorageTool", "format",
-                           "-t", self.cluster_id, "-c", str(self.config_path),
-                           "--ignore-formatted"),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+            self._java_cmd(
+                java,
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                self.cluster_id,
+                "-c",
+                str(self.config_path),
+                "--ignore-formatted",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120,
         )
         if fmt.returncode != 0:
-            raise KafkaSetupError(f"kafka-storage format failed (exit {fmt.returncode}):\n"
-                                  f"{fmt.stdout[-4000:]}")
+            raise KafkaSetupError(f"kafka-storage format failed (exit {fmt.returncode}):\n{fmt.stdout[-4000:]}")
 
         self._log_file = open(self.log_path, "ab")
         self._proc = subprocess.Popen(
             self._java_cmd(java, libs, "kafka.Kafka", str(self.config_path)),
-            stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.workdir, start_new_session=True,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         _live_brokers.add(self)
         self._wait_ready()
@@ -413,8 +434,7 @@ class RealKafkaBroker:
                 tail = self.log_tail()
                 if "Address already in use" in tail:
                     raise _PortInUse(tail)
-                raise KafkaSetupError(f"Kafka exited during startup (code {code}); "
-                                      f"log {self.log_path}:\n{tail}")
+                raise KafkaSetupError(f"Kafka exited during startup (code {code}); log {self.log_path}:\n{tail}")
             try:
                 md = admin.list_topics(timeout=2)
                 if md.brokers:
@@ -447,8 +467,9 @@ def start_real_kafka(
     startup_timeout: float = 90.0,
 ) -> Iterator[RealKafkaBroker]:
     """Start a broker in ``workdir``; yield it (``.bootstrap``); stop it on exit."""
-    broker = RealKafkaBroker(workdir, partitions_default=partitions_default,
-                             extra_props=extra_props, startup_timeout=startup_timeout)
+    broker = RealKafkaBroker(
+        workdir, partitions_default=partitions_default, extra_props=extra_props, startup_timeout=startup_timeout
+    )
     broker.start()
     try:
         yield broker

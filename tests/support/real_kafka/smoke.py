@@ -34,23 +34,23 @@ def main() -> int:
             pid = kafka.pid
             topic = "smoke-events"
             admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-            fut = admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
-                                                replication_factor=1)])[topic]
+            fut = admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic]
             fut.result(timeout=30)
 
             producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5})
             for i in range(N_MESSAGES):
-                producer.produce(topic, key=str(i).encode(), value=f"v{i}".encode(),
-                                 partition=i % PARTITIONS)
+                producer.produce(topic, key=str(i).encode(), value=f"v{i}".encode(), partition=i % PARTITIONS)
             assert producer.flush(30) == 0, "messages left unflushed"
 
-            consumer = Consumer({
-                "bootstrap.servers": kafka.bootstrap,
-                "group.id": "smoke",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            })
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": kafka.bootstrap,
+                    "group.id": "smoke",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                }
+            )
             consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
             seen, eof = set(), set()
             deadline = time.monotonic() + 60
@@ -67,8 +67,7 @@ def main() -> int:
             assert seen == set(range(N_MESSAGES)), f"read {len(seen)} of {N_MESSAGES}"
             total_hw = 0
             for p in range(PARTITIONS):
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p),
-                                                           timeout=10)
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 expected = len(range(p, N_MESSAGES, PARTITIONS))
                 assert (low, high) == (0, expected), (p, low, high, expected)
                 total_hw += high
@@ -83,9 +82,11 @@ def main() -> int:
             alive = False
         assert not alive, f"broker JVM {pid} still running after stop()"
 
-    print(f"Kafka {KAFKA_VERSION}: jars {t_jars:.1f}s, start {t_start:.1f}s, "
-          f"stop {t_stop:.1f}s; produced/consumed {N_MESSAGES} over {PARTITIONS} "
-          f"partitions, watermarks sum {total_hw}: OK")
+    print(
+        f"Kafka {KAFKA_VERSION}: jars {t_jars:.1f}s, start {t_start:.1f}s, "
+        f"stop {t_stop:.1f}s; produced/consumed {N_MESSAGES} over {PARTITIONS} "
+        f"partitions, watermarks sum {total_hw}: OK"
+    )
     return 0
 
 
