@@ -57,8 +57,9 @@ bench-ingestion: setup ## Kafka and SQL landing beside bare client loops
 bench-dbt: setup ## full and incremental dbt build on 10M heart-rate rows
 	@$(PY) tests/bench/bench_dbt.py
 
-lint: setup ## ruff on Python, sqlfluff on the dbt models
+lint: setup ## ruff (lint and format check) on Python, sqlfluff on the dbt models
 	@$(PY) -m ruff check ingestion dags tests
+	@$(PY) -m ruff format --check ingestion dags tests
 	@cd dbt_project && FITLAKE_WAREHOUSE=:memory: ../.venv/bin/sqlfluff lint models
 
 stack-up: setup ## start the embedded broker and SQL stand-in
