@@ -302,7 +302,9 @@ def warm_process(env: dict, landing: Path, shape: dict) -> dict:
     manifest = dbtRunner().invoke(dbt_args(env, "parse", "--quiet")).result
     figures["load_manifest"] = time.perf_counter() - t
     runner = dbtRunner(manifest=manifest)
-    for phase in ("noop", "incremental"):
+    # the first build of a process also compiles dbt's macros into Python: a long-lived process has
+    # done that long before, so it is a warm-up here (and reported as such)
+    for phase in ("first", "noop", "incremental"):
         if phase == "incremental":
             with duckdb.connect() as con:
                 figures["added"] = generate_increment(landing, shape, con, step=1)
@@ -407,8 +409,9 @@ def main() -> int:
         return code
     warm = json.loads(spec.read_text())
     print(
-        f"long-lived dbt process (start-up {warm['import'] + warm['load_manifest']:.1f} s once): rerun with nothing new "
-        f"{warm['noop']:.1f} s, incremental (+{warm['added']:,} readings) {warm['incremental']:.1f} s "
+        f"long-lived dbt process (start-up {warm['import'] + warm['load_manifest']:.1f} s and a first build "
+        f"{warm['first']:.1f} s once): rerun with nothing new {warm['noop']:.1f} s, "
+        f"incremental (+{warm['added']:,} readings) {warm['incremental']:.1f} s "
         f"= {warm['incremental'] / full_s:.1%} of the full build"
     )
     if not args.keep and args.workdir is None:
