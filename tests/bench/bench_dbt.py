@@ -11,7 +11,8 @@
    full `dbt build` (models and data tests) in a child process: wall time, bronze rows/s, peak RSS.
 3. Lands 1 % new data: a new workout with its readings for 2.5 % of the devices plus late
    readings inside workouts completed in step 2, runs `dbt build` again and prints its time
-   and ratio to the full build; then a rerun with nothing new (dbt's fixed cost).
+   and ratio to the full build; then a rerun with nothing new, and a build that selects nothing
+   (dbt's fixed costs).
 4. The same kind of increment once more, built by a long-lived process (dbtRunner with the
    manifest loaded once): what an incremental run costs without dbt's start-up.
 dbt gets the environment production gives it (fitlake_common.config.DBT_ENV: unit tests, whose
@@ -400,6 +401,14 @@ def main() -> int:
     dbt_s, _, _ = split_times(workdir / "target", "noop")
     print(
         f"rerun, no new files: {noop_s:.1f} s (dbt's own run {dbt_s:.1f} s; the rest is start-up: imports, loading the parse)"
+    )
+
+    # the floor: dbt starting, loading the parse and finding nothing to do (no hooks, no nodes)
+    empty_s, _, code = run_dbt(env, "build", "--select", "tag:bench_selects_nothing")
+    if code:
+        return code
+    print(
+        f"dbt build selecting nothing (dbt's start-up alone): {empty_s:.1f} s = {empty_s / full_s:.1%} of the full build"
     )
 
     spec = workdir / "warm.json"
