@@ -16,8 +16,9 @@ Runs when any landing Asset gets an event (or by hand). The dbt project is rende
 Finally `dbt docs generate` refreshes the docs (menu **Browse > dbt docs**, login required).
 
 * **as_of_date**: the Param, else the logical date (asset-triggered runs: when the run was queued).
-* **full_refresh** rebuilds incremental models; **select** is a dbt selector (`+gym_summary`,
-  `tag:silver`): the tasks of models it does not match are skipped.
+* **full_refresh** rebuilds incremental models; **select** is a dbt selector (`gym_summary`,
+  `tag:silver`): the models it matches *and their upstream models* run (an incremental model must
+  never run ahead of its parents, or it would skip rows they write later), the others are skipped.
 * Concurrency: DuckDB lets one process open the file read-write and refuses every other one, even
   readers. Every task that opens the warehouse runs in the one-slot pool `duckdb_warehouse`, and
   `max_active_runs=1` keeps a second run from interleaving its models with this run's.
@@ -32,7 +33,9 @@ with DAG(
     doc_md=DOC,
     params={
         "full_refresh": Param(False, type="boolean", description="Rebuild incremental models from scratch"),
-        "select": Param("", type="string", description="dbt selector; empty builds everything"),
+        "select": Param(
+            "", type="string", description="dbt selector (its upstream models run too); empty builds everything"
+        ),
         "as_of_date": Param(None, type=["null", "string"], format="date", description="Default: logical date"),
     },
     default_args={"owner": config.OWNER, "retries": 0},

@@ -77,12 +77,39 @@ def select_models(selector: str) -> list[str]:
     return names
 
 
+def with_upstream_models(names: list[str], manifest_path: Path) -> list[str]:
+    """`names` and every model upstream of them, from the manifest's parent map.
+
+    The incremental models read what their parents wrote since their own last run (by bronze
+    `load_time`). A model that ran while a parent was left out would move that mark past rows the
+    parent has yet to write, and skip them for good; so a selection always builds its ancestors
+    too (incremental ones with nothing new cost only their fixed time).
+    """
+    manifest = json.loads(manifest_path.read_text())
+    parents, nodes = manifest["parent_map"], manifest["nodes"]
+    ids = {uid for uid, node in nodes.items() if node["resource_type"] == "model" and node["name"] in set(names)}
+    todo = list(ids)
+    while todo:
+        for parent in parents.get(todo.pop(), []):
+            if parent.startswith("model.") and parent not in ids:
+                ids.add(parent)
+                todo.append(parent)
+    return sorted(nodes[uid]["name"] for uid in ids)
+
+
 def plan(params: dict, dag_run) -> dict:
     """What this run does: as-of date, full refresh, the selected models (None: all)."""
     config.WAREHOUSE.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its directory
     as_of_date = resolve_as_of_date(params.get("as_of_date"), dag_run)
     selector = (params.get("select") or "").strip()
-    selected = select_models(selector) if selector else None
+    matched = select_models(selector) if selector else None
+    selected = with_upstream_models(matched, config.DBT_MANIFEST) if matched else None
+    if selected is not None and len(selected) > len(matched):
+        log.info(
+            "the selector matches %s; their upstream models run too: %s",
+            ", ".join(matched),
+            ", ".join(sorted(set(selected) - set(matched))),
+        )
     result = {
         "as_of_date": as_of_date,
         "full_refresh": bool(params.get("full_refresh")),

@@ -79,3 +79,17 @@ def test_selector_skips_other_models_and_half_selected_detached_tests():
 )
 def test_landing_param_choice(value, entity, expected):
     assert chosen(value, entity) is expected
+
+
+def test_a_selection_always_includes_its_upstream_models():
+    from fitlake_common import config
+    from fitlake_common.dbt_runtime import with_upstream_models
+
+    # the manifest `make dbt-manifest` builds (make test does it first)
+    assert with_upstream_models(["date_lookup"], config.DBT_MANIFEST) == ["date_lookup"]
+    quarantine = with_upstream_models(["quarantine"], config.DBT_MANIFEST)
+    for parent in ("bpm_events", "user_info_events", "workout_events", "kafka_multiplex_bz", "gym_logins_bz"):
+        assert parent in quarantine
+    gold = with_upstream_models(["gym_summary"], config.DBT_MANIFEST)
+    assert {"gym_summary", "gym_logs", "users", "workouts", "gym_logins_bz", "registered_users_bz"} <= set(gold)
+    assert "workout_bpm_summary" not in gold and "quarantine" not in gold
