@@ -55,3 +55,23 @@ def test_sql_extract_rerun_adds_nothing_and_keeps_lineage(dbt: Dbt) -> None:
     assert len(rows) == 1
     assert rows[0][1].microsecond == 123456
     assert rows[0][2] == str(path)
+
+
+def test_quarantine_keeps_rejects_of_a_parent_that_ran_later(dbt) -> None:
+    """quarantine marks each topic's progress separately: a run that built it after bpm_events but
+    before user_info_events (a partial selection) must not make it skip user_info's rejects."""
+    dbt.writer.kafka_file("user_info", ["garbage-ui-1"])
+    dbt.writer.kafka_file("bpm", ["garbage-bpm-1"])
+    dbt.build()
+    dbt.writer.kafka_file("user_info", ["garbage-ui-2"])
+    dbt.writer.kafka_file("bpm", ["garbage-bpm-2"])
+    dbt.build("--select", "kafka_multiplex_bz", "bpm_events", "quarantine")
+    dbt.build()
+    dbt.build()  # and a rerun adds nothing
+    rows = dbt.query("select raw_record, reason from silver.quarantine where topic is not null order by raw_record")
+    assert rows == [
+        ("garbage-bpm-1", "malformed json"),
+        ("garbage-bpm-2", "malformed json"),
+        ("garbage-ui-1", "malformed json"),
+        ("garbage-ui-2", "malformed json"),
+    ]

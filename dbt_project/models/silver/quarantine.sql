@@ -4,7 +4,11 @@
     )
 }}
 
-{%- set kafka_watermark = "w.source_table = 'kafka_multiplex_bz'" %}
+{#- one watermark per parent: each *_events model is only ever behind bronze, never ahead, so a
+    per-topic mark never passes a rejected record its parent writes later (a shared mark would,
+    when the parents ran unevenly) -#}
+{%- set topic_watermark = "w.source_table = 'kafka_multiplex_bz' and w.topic = '%s'" %}
+{%- set other_topics_watermark = "w.source_table = 'kafka_multiplex_bz' and w.topic not in ('user_info', 'workout', 'bpm')" %}
 
 with
 
@@ -16,7 +20,7 @@ rejected_user_info as (
     from {{ ref('user_info_events') }}
     where
         reject_reason is not null
-        and {{ loaded_since_last_run(kafka_watermark) }}
+        and {{ loaded_since_last_run(topic_watermark | format('user_info')) }}
 
 ),
 
@@ -28,7 +32,7 @@ rejected_workout as (
     from {{ ref('workout_events') }}
     where
         reject_reason is not null
-        and {{ loaded_since_last_run(kafka_watermark) }}
+        and {{ loaded_since_last_run(topic_watermark | format('workout')) }}
 
 ),
 
@@ -40,7 +44,7 @@ rejected_bpm as (
     from {{ ref('bpm_events') }}
     where
         reject_reason is not null
-        and {{ loaded_since_last_run(kafka_watermark) }}
+        and {{ loaded_since_last_run(topic_watermark | format('bpm')) }}
 
 ),
 
@@ -58,7 +62,7 @@ unknown_topics as (
     from {{ ref('kafka_multiplex_bz') }}
     where
         topic not in ('user_info', 'workout', 'bpm')
-        and {{ loaded_since_last_run(kafka_watermark) }}
+        and {{ loaded_since_last_run(other_topics_watermark) }}
 
 ),
 
