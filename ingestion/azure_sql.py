@@ -49,7 +49,7 @@ def connect_source(settings: Settings, autocommit: bool = True, create: bool = F
         if match and not Path(match.group(1).strip()).exists():
             raise SourceUnreachable(
                 f"the embedded SQL stand-in {match.group(1).strip()} does not exist: start the embedded "
-                "stack with `python -m ingestion stack up`, or set FITLAKE_SOURCE_ODBC"
+                "stack with `make stack-up`, or set FITLAKE_SOURCE_ODBC"
             )
     connection_string = settings.source_odbc
     if settings.source_password:

@@ -60,7 +60,7 @@ class Settings:
         except FileNotFoundError:
             raise ConfigError(
                 "no Kafka brokers configured: set FITLAKE_KAFKA_BOOTSTRAP, or start the "
-                "embedded broker with `python -m ingestion stack up`"
+                "embedded broker with `make stack-up`"
             ) from None
 
 

@@ -70,8 +70,8 @@ def list_topic_partitions(client, settings: Settings, topic: str | None = None) 
             if attempt == attempts:
                 raise SourceUnreachable(
                     f"Kafka brokers {settings.resolved_kafka_bootstrap()} did not answer after {attempt} "
-                    f"attempt(s): {exc.args[0]}. Check FITLAKE_KAFKA_BOOTSTRAP (or `python -m ingestion "
-                    "stack status` for the embedded broker)."
+                    f"attempt(s): {exc.args[0]}. Check FITLAKE_KAFKA_BOOTSTRAP (or `make stack-status` "
+                    "for the embedded broker)."
                 ) from exc
             delay = settings.retry_backoff_seconds * 2 ** (attempt - 1)
             log.warning("Kafka not reachable (attempt %d/%d): %s; retrying in %.1fs", attempt, attempts, exc, delay)

@@ -200,7 +200,7 @@ def land_kafka_topic(
             if not partitions:
                 raise ConfigError(
                     f"topic {topic!r} does not exist on {settings.resolved_kafka_bootstrap()}; create it "
-                    "(`python -m ingestion stack up` does for the embedded broker) or fix --topic"
+                    "(`make stack-up` does for the embedded broker) or fix --topic"
                 )
             landed = next_kafka_offsets(landing, topic)
             starts, probe_from = {}, {}

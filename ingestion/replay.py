@@ -388,14 +388,15 @@ def replay(settings: Settings, paths: list[Path], progress: Progress | None = No
             summary.rows[rows.table.name] = summary.rows.get(rows.table.name, 0) + len(rows.rows)
         else:
             messages += [message for _, message in read_jsonl(path)]
+    if messages:  # Kafka first: an unreachable broker fails the replay before any SQL row is written
+        names = topic_names(settings)
+        ensure_topics(settings, [names[t] for t in sorted({m.topic for m in messages})])
     if tables:
         ensure_source_tables(settings)
         for name in SOURCE_TABLES:
             if name in tables:
                 _load_table(settings, SOURCE_TABLES[name], tables[name], summary, progress)
     if messages:
-        names = topic_names(settings)
-        ensure_topics(settings, [names[t] for t in sorted({m.topic for m in messages})])
         produced = produce_messages(settings, messages, progress)
         summary.messages = {name: produced[name] for name in settings.kafka_topics if produced.get(name)}
     summary.seconds = time.monotonic() - started

@@ -728,7 +728,11 @@ def apply_sql_changes(
                 azure_sql.insert_rows(conn, dialect, schema, tables[table], rows)
             else:
                 azure_sql.set_gym_logout(conn, dialect, schema, rows)
-        except pyodbc.IntegrityError as exc:
+        except pyodbc.Error as exc:
+            # drivers differ: SQL Server and PostgreSQL raise IntegrityError (SQLSTATE 23xxx), the
+            # SQLite driver a plain Error with HY000 and "UNIQUE constraint failed"
+            if not isinstance(exc, pyodbc.IntegrityError) and "constraint" not in str(exc).lower():
+                raise
             raise FitLakeError(
                 f"simulated rows clash with rows already in {table} ({exc.args[-1]}); the source already "
                 "holds a simulation with this seed: use another --seed or a fresh source"
@@ -862,6 +866,9 @@ def simulate(
     summary = SimulationSummary(
         seed=seed, members=members, gyms=gyms, days=days, start=from_us(world.start_us).isoformat() + "Z"
     )
+    # Kafka first: an unreachable broker must fail the run before any SQL row is written
+    topic_names(settings)
+    ensure_topics(settings)
     changes = sql_changes(world)
     written = apply_sql_changes(settings, changes, progress)
     summary.rows = {
@@ -871,8 +878,6 @@ def simulate(
     summary.logout_updates = written.get("gym_logins:logout", 0)
     summary.open_visits = summary.rows["gym_logins"] - summary.logout_updates
 
-    topic_names(settings)
-    ensure_topics(settings)
     stats = StreamStats()
     produced = produce_messages(settings, iter_messages(world, rates, stats), progress)
     summary.messages = {name: produced.get(name, 0) for name in settings.kafka_topics}

@@ -185,7 +185,7 @@ def stack_status(settings: Settings) -> dict:
     else:
         state_file = _kafka_state_file(settings)
         if not state_file.exists():
-            status["kafka"] = "embedded broker not running (python -m ingestion stack up)"
+            status["kafka"] = "embedded broker not running (make stack-up)"
         else:
             current = json.loads(state_file.read_text())
             up = _alive(current["pid"]) and _port_open(current["bootstrap"])

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nstopping Airflow (SIGINT to standalone) ...", flush=True)
         code = airflow.stop()
-        print(f"stopped (exit {code}). The embedded broker keeps running: `python -m ingestion stack down`.")
+        print(f"stopped (exit {code}). The embedded broker keeps running: `make stack-down`.")
         return 0
 
 

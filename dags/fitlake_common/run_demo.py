@@ -3,7 +3,7 @@
     python dags/fitlake_common/run_demo.py [--members 200] [--gyms 5] [--days 2] [--seed 42]
 
 Airflow home: $FITLAKE_AIRFLOW_HOME (default .airflow/ in the repository, SQLite metadata).
-The embedded broker is left running (`python -m ingestion stack down` stops it).
+The embedded broker is left running (`make stack-down` stops it).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {key}: {value}")
 
     step(f"simulate {args.members} members, {args.gyms} gyms, {args.days} day(s), seed {args.seed}")
-    subprocess.run(
+    simulated = subprocess.run(
         [
             str(VENV_BIN / "python"),
             "-m",
@@ -67,8 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         ],
         env=env,
         cwd=REPO_ROOT,
-        check=True,
     )
+    if simulated.returncode:
+        print(
+            "\nthe simulation failed (its error is above). A second demo on the same data clashes with the "
+            "first one: `make clean` (removes data/ and .airflow/) and `make demo` again, or add a day with "
+            "`.venv/bin/python -m ingestion simulate --seed <another>`.",
+            file=sys.stderr,
+        )
+        return simulated.returncode
 
     conf = {"as_of_date": args.as_of_date} if args.as_of_date else None
     for dag_id, dag_conf in (("land_azure_sql", None), ("land_kafka", None), ("transform_dbt", conf)):
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(warehouse_report(config.WAREHOUSE), docs_dir=config.DBT_DOCS_DIR))
     print(
         f"\ndemo finished in {time.monotonic() - started:.0f}s. `make airflow` opens the UI on the same data; "
-        "`python -m ingestion stack down` stops the embedded broker."
+        "`make stack-down` stops the embedded broker."
     )
     return 0
 

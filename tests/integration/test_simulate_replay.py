@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ingestion import azure_sql
+from ingestion.errors import FitLakeError, SourceUnreachable
 from ingestion.land_kafka import land_kafka_topic
 from ingestion.land_sql import land_sql_tables
 from ingestion.replay import ReplayError, replay
@@ -162,3 +164,31 @@ def test_simulate_into_postgresql(make_settings, postgres_odbc, embedded_kafka):
     expected = generate(members=4, gyms=1, days=1, seed=8, start=START, rates=RATES).sql_rows()
     got = sql_rows(settings.landing_root, "gym_logins")
     assert sorted(tuple(r[c] for c in list(r)[:5]) for r in got) == sorted(expected["gym_logins"], key=_sortable)
+
+
+def test_simulating_the_same_seed_twice_is_a_clear_error_not_a_traceback(settings):
+    simulate(settings, members=3, gyms=1, days=1, seed=5, start=START, rates=RATES)
+    before = _source_counts(settings)
+    with pytest.raises(FitLakeError, match="use another --seed or a fresh source"):
+        simulate(settings, members=3, gyms=1, days=1, seed=5, start=START, rates=RATES)
+    assert _source_counts(settings) == before  # the failed run's batch was rolled back
+
+
+def test_without_a_broker_nothing_is_written_to_the_sql_source(make_settings):
+    settings = make_settings(FITLAKE_KAFKA_BOOTSTRAP="127.0.0.1:1", FITLAKE_CONNECT_RETRIES="1")
+    with pytest.raises(SourceUnreachable):
+        simulate(settings, members=3, gyms=1, days=1, seed=6, start=START, rates=RATES)
+    with pytest.raises(SourceUnreachable):
+        replay(settings, [SAMPLE])
+    assert _source_counts(settings) == {"registered_users": 0, "gym_logins": 0}
+
+
+def _source_counts(settings) -> dict[str, int]:
+    from ingestion.stack import ensure_source_tables
+
+    ensure_source_tables(settings)
+    conn = azure_sql.connect_source(settings)
+    try:
+        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in ("registered_users", "gym_logins")}
+    finally:
+        conn.close()
