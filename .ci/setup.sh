@@ -25,10 +25,11 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# Debian starts a default cluster on install; the tests start their own throwaway ones.
-if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
-  pg_lsclusters -h | awk '$4=="online"{print $1, $2}' | while read -r ver name; do pg_ctlcluster "$ver" "$name" stop || true; done
+  # Debian starts a default cluster when it installs postgresql; the tests start their own throwaway
+  # ones, so stop the one this install started (a cluster that was already there is left alone).
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v pg_lsclusters >/dev/null; then
+    pg_lsclusters -h | awk '$4=="online"{print $1, $2}' | while read -r ver name; do $SUDO pg_ctlcluster "$ver" "$name" stop || true; done
+  fi
 fi
 
 PYTHON=${PYTHON:-python3.11}

@@ -66,7 +66,11 @@
             fields[2] as update_type,
             {{ seconds_to_timestamp('event_seconds') }} as event_at,
             fields[4] as dob_text,
-            try_strptime(fields[4], '%m/%d/%Y')::date as dob,
+            -- the contract's MM/dd/yyyy exactly: strptime alone reads 01/05/90 as the year 90
+            case
+                when regexp_full_match(fields[4], '[0-9]{2}/[0-9]{2}/[0-9]{4}')
+                    then try_strptime(fields[4], '%m/%d/%Y')::date
+            end as dob,
             fields[5] as sex,
             fields[6] as gender,
             fields[7] as first_name,

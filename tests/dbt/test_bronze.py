@@ -75,3 +75,16 @@ def test_quarantine_keeps_rejects_of_a_parent_that_ran_later(dbt) -> None:
         ("garbage-ui-1", "malformed json"),
         ("garbage-ui-2", "malformed json"),
     ]
+
+
+def test_a_dob_not_written_mm_dd_yyyy_is_quarantined(dbt) -> None:
+    """strptime alone would read 01/05/90 as the year 90 and bin the member 95+."""
+    from golden_scenario import profile
+
+    good = profile(20011, "new", 1700000000, city="A", dob="01/05/1990")
+    short_year = profile(20012, "new", 1700000000, city="B", dob="01/05/90")
+    one_digit = profile(20013, "new", 1700000000, city="C", dob="1/5/1990")
+    dbt.writer.kafka_file("user_info", [good, short_year, one_digit])
+    dbt.build()
+    assert dbt.query("select user_id from silver.user_profile") == [(20011,)]
+    assert dbt.query("select reason from silver.quarantine where topic = 'user_info'") == [("bad dob",), ("bad dob",)]

@@ -53,7 +53,7 @@ def test_invalid_settings_are_named(tmp_path, name, value, message):
 
 def test_without_brokers_the_error_says_how_to_start_the_embedded_one(tmp_path):
     settings = load_settings({"FITLAKE_DATA_ROOT": str(tmp_path)})
-    with pytest.raises(ConfigError, match="stack up"):
+    with pytest.raises(ConfigError, match="make stack-up"):
         settings.resolved_kafka_bootstrap()
 
 

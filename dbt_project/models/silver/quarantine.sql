@@ -8,7 +8,8 @@
     per-topic mark never passes a rejected record its parent writes later (a shared mark would,
     when the parents ran unevenly) -#}
 {%- set topic_watermark = "w.source_table = 'kafka_multiplex_bz' and w.topic = '%s'" %}
-{%- set other_topics_watermark = "w.source_table = 'kafka_multiplex_bz' and w.topic not in ('user_info', 'workout', 'bpm')" %}
+{%- set other_topics_watermark = "w.source_table = 'kafka_multiplex_bz'"
+    ~ " and w.topic not in ('user_info', 'workout', 'bpm')" %}
 
 with
 
