@@ -94,6 +94,7 @@
             ('event_at is null', 'invalid timestamp'),
             ("dob_text is not null and dob is null", 'bad dob'),
             ("dob is not null and dob > cast(event_at as date)", 'bad dob'),
+            ('fields[12] is not null and zip is null', 'invalid zip'),
         ]) }} as reject_reason
     from typed
 )
@@ -180,7 +181,7 @@
             ('device_id is null', 'invalid device_id'),
             ('fields[2] is null', 'missing time'),
             ('"time" is null', 'invalid time'),
-            ('fields[3] is not null and heartrate is null', 'invalid heartrate'),
+            ('fields[3] is not null and (heartrate is null or isnan(heartrate))', 'invalid heartrate'),
             ('heartrate > ' ~ var('max_possible_heartrate'), 'impossible heartrate'),
         ]) }} as reject_reason
     from typed

@@ -88,3 +88,19 @@ def test_a_dob_not_written_mm_dd_yyyy_is_quarantined(dbt) -> None:
     dbt.build()
     assert dbt.query("select user_id from silver.user_profile") == [(20011,)]
     assert dbt.query("select reason from silver.quarantine where topic = 'user_info'") == [("bad dob",), ("bad dob",)]
+
+
+def test_a_zip_or_heartrate_that_is_not_a_number_is_quarantined_not_dropped(dbt) -> None:
+    from golden_scenario import profile
+
+    zip_plus_four = profile(20021, "new", 1700000000, city="A", dob="01/05/1990")
+    zip_plus_four["address"]["zip"] = "62701-1234"
+    dbt.writer.kafka_file("user_info", [zip_plus_four])
+    dbt.writer.kafka_file("bpm", [{"device_id": 7, "time": 1700000000, "heartrate": "NaN"}])
+    dbt.build()
+    assert dbt.query("select count(*) from silver.user_profile") == [(0,)]
+    assert dbt.query("select count(*) from silver.heart_rate") == [(0,)]
+    assert dbt.query("select topic, reason from silver.quarantine order by topic") == [
+        ("bpm", "invalid heartrate"),
+        ("user_info", "invalid zip"),
+    ]
