@@ -86,8 +86,8 @@ def with_upstream_models(names: list[str], manifest_path: Path) -> list[str]:
     too (incremental ones with nothing new cost only their fixed time).
     """
     manifest = json.loads(manifest_path.read_text())
-    parents, nodes = manifest["parent_map"], manifest["nodes"]
-    ids = {uid for uid, node in nodes.items() if node["resource_type"] == "model" and node["name"] in set(names)}
+    parents, nodes, wanted = manifest["parent_map"], manifest["nodes"], set(names)
+    ids = {uid for uid, node in nodes.items() if node["resource_type"] == "model" and node["name"] in wanted}
     todo = list(ids)
     while todo:
         for parent in parents.get(todo.pop(), []):

@@ -13,42 +13,6 @@
 
 with
 
-rejected_user_info as (
-
-    select
-        'user_info' as topic,
-        *
-    from {{ ref('user_info_events') }}
-    where
-        reject_reason is not null
-        and {{ loaded_since_last_run(topic_watermark | format('user_info')) }}
-
-),
-
-rejected_workout as (
-
-    select
-        'workout' as topic,
-        *
-    from {{ ref('workout_events') }}
-    where
-        reject_reason is not null
-        and {{ loaded_since_last_run(topic_watermark | format('workout')) }}
-
-),
-
-rejected_bpm as (
-
-    select
-        'bpm' as topic,
-        *
-    from {{ ref('bpm_events') }}
-    where
-        reject_reason is not null
-        and {{ loaded_since_last_run(topic_watermark | format('bpm')) }}
-
-),
-
 unknown_topics as (
 
     select
@@ -84,9 +48,14 @@ new_gym_logins as (
 ),
 
 rejected_messages as (
+    {%- for topic, events in [
+        ('user_info', ref('user_info_events')),
+        ('workout', ref('workout_events')),
+        ('bpm', ref('bpm_events')),
+    ] %}
 
     select
-        topic,
+        '{{ topic }}' as topic,
         kafka_partition,
         kafka_offset,
         raw_key,
@@ -94,35 +63,13 @@ rejected_messages as (
         reject_reason,
         load_time,
         source_file
-    from rejected_user_info
+    from {{ events }}
+    where
+        reject_reason is not null
+        and {{ loaded_since_last_run(topic_watermark | format(topic)) }}
 
     union all
-
-    select
-        topic,
-        kafka_partition,
-        kafka_offset,
-        raw_key,
-        raw_value,
-        reject_reason,
-        load_time,
-        source_file
-    from rejected_workout
-
-    union all
-
-    select
-        topic,
-        kafka_partition,
-        kafka_offset,
-        raw_key,
-        raw_value,
-        reject_reason,
-        load_time,
-        source_file
-    from rejected_bpm
-
-    union all
+    {%- endfor %}
 
     select * from unknown_topics
 
