@@ -14,7 +14,7 @@ setup: ## install system packages and the pinned virtualenv (idempotent, fast wh
 	@bash .ci/setup.sh
 
 demo: setup dbt-manifest ## the whole pipeline once through Airflow on the embedded stack, then a report
-	@$(PY) dags/fitlake_common/run_demo.py --members 200 --gyms 5 --days 1 --seed 42
+	@$(PY) -m launchers.run_demo --members 200 --gyms 5 --days 1 --seed 42
 
 land: setup ## start the embedded stack, simulate a day and land both sources (no Airflow, no dbt)
 	@$(PY) -m ingestion stack up
@@ -23,7 +23,7 @@ land: setup ## start the embedded stack, simulate a day and land both sources (n
 	@$(PY) -m ingestion land kafka
 
 airflow: setup dbt-manifest ## Airflow standalone on the embedded stack (URL and login printed); Ctrl-C stops it
-	@$(PY) dags/fitlake_common/run_airflow.py
+	@$(PY) -m launchers.run_airflow
 
 docs: setup dbt-manifest ## generate the dbt docs and serve them on http://localhost:8081 (not while a transform runs)
 	@mkdir -p data/warehouse
@@ -58,8 +58,8 @@ bench-dbt: setup ## full and incremental dbt build on 10M heart-rate rows
 	@$(PY) tests/bench/bench_dbt.py
 
 lint: setup ## ruff (lint and format check) on Python, sqlfluff on the dbt models
-	@$(PY) -m ruff check ingestion dags tests
-	@$(PY) -m ruff format --check ingestion dags tests
+	@$(PY) -m ruff check ingestion dags launchers tests
+	@$(PY) -m ruff format --check ingestion dags launchers tests
 	@cd dbt_project && FITLAKE_WAREHOUSE=:memory: ../.venv/bin/sqlfluff lint models
 
 stack-up: setup ## start the embedded broker and SQL stand-in

@@ -1,4 +1,4 @@
-"""Shared wiring for the FitLake DAGs: configuration, Assets, Cosmos config, task bodies, launchers.
+"""Shared wiring for the FitLake DAGs: configuration, Assets, Cosmos config, task bodies.
 
 The DAG files stay thin and import from here. Nothing in this package does I/O at import:
 it reads environment variables only; files, brokers and dbt are touched inside task bodies.

@@ -62,7 +62,7 @@ class Pipeline:
     """An isolated FitLake installation: data root, Airflow home (SQLite), the embedded stack."""
 
     def __init__(self, root: Path, manifest: Path):
-        from fitlake_common.airflow_env import airflow_env, free_port
+        from launchers.airflow_env import airflow_env, free_port
 
         self.root = root
         self.data_root = root / "data"
@@ -91,10 +91,9 @@ class Pipeline:
         return self.data_root / "dbt_docs"
 
     def start(self) -> Pipeline:
-        from fitlake_common.airflow_env import prepare_home
-        from fitlake_common.pipeline import in_env
-
         from ingestion.stack import stack_up
+        from launchers.airflow_env import prepare_home
+        from launchers.pipeline import in_env
 
         prepare_home(self.env)
         self.settings = in_env(self.env)
@@ -108,7 +107,7 @@ class Pipeline:
             stack_down(self.settings)
 
     def dags_test(self, dag_id: str, conf: dict | None = None):
-        from fitlake_common.pipeline import dags_test
+        from launchers.pipeline import dags_test
 
         return dags_test(self.env, dag_id, conf, log_dir=self.logs)
 

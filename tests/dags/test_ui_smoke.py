@@ -61,7 +61,7 @@ class Api:
 
 @pytest.fixture(scope="module")
 def airflow(pipeline):
-    from fitlake_common.standalone import Standalone
+    from launchers.standalone import Standalone
 
     # Asset events of the earlier `dags test` runs would trigger transform_dbt as soon as it is
     # unpaused; this test wants exactly one run, its own.

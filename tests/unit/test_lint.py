@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PYTHON_PATHS = ["ingestion", "dags", "tests"]
+PYTHON_PATHS = ["ingestion", "dags", "launchers", "tests"]
 
 
 def _run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

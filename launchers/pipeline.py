@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from fitlake_common.airflow_env import VENV_BIN
+from launchers.airflow_env import VENV_BIN
 
 LAYERS = ("bronze", "silver", "gold")
 

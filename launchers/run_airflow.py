@@ -1,6 +1,6 @@
 """`make airflow`: Airflow standalone on the embedded stack; Ctrl-C stops everything cleanly.
 
-    python dags/fitlake_common/run_airflow.py [--port 8080]
+    python -m launchers.run_airflow [--port 8080]
 
 Airflow home: $FITLAKE_AIRFLOW_HOME (default .airflow/, SQLite metadata unless
 AIRFLOW__DATABASE__SQL_ALCHEMY_CONN points elsewhere). Login: admin / $FITLAKE_AIRFLOW_PASSWORD (default admin).
@@ -12,15 +12,12 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])]
-
-from fitlake_common import REPO_ROOT  # noqa: E402
-from fitlake_common.airflow_env import airflow_env, prepare_home  # noqa: E402
-from fitlake_common.pipeline import ensure_manifest, in_env  # noqa: E402
-from fitlake_common.standalone import Standalone  # noqa: E402
+from launchers import REPO_ROOT
+from launchers.airflow_env import airflow_env, prepare_home
+from launchers.pipeline import ensure_manifest, in_env
+from launchers.standalone import Standalone
 
 
 def main(argv: list[str] | None = None) -> int:

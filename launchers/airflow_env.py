@@ -13,10 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fitlake_common import REPO_ROOT
 from fitlake_common.config import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
 
-DAGS_DIR = REPO_ROOT / "dags"
+from launchers import DAGS_DIR, REPO_ROOT
+
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from fitlake_common.airflow_env import VENV_BIN
+from launchers.airflow_env import VENV_BIN
 
 
 def _default_sigint() -> None:

@@ -1,6 +1,6 @@
 """`make demo`: embedded stack up, simulated data, the three DAGs through `airflow dags test`, a report.
 
-    python dags/fitlake_common/run_demo.py [--members 200] [--gyms 5] [--days 2] [--seed 42]
+    python -m launchers.run_demo [--members 200] [--gyms 5] [--days 2] [--seed 42]
 
 Airflow home: $FITLAKE_AIRFLOW_HOME (default .airflow/ in the repository, SQLite metadata).
 The embedded broker is left running (`make stack-down` stops it).
@@ -15,11 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])]
-
-from fitlake_common import REPO_ROOT  # noqa: E402
-from fitlake_common.airflow_env import VENV_BIN, airflow_env, prepare_home  # noqa: E402
-from fitlake_common.pipeline import dags_test, ensure_manifest, format_report, in_env, warehouse_report  # noqa: E402
+from launchers import REPO_ROOT
+from launchers.airflow_env import VENV_BIN, airflow_env, prepare_home
+from launchers.pipeline import dags_test, ensure_manifest, format_report, in_env, warehouse_report
 
 
 def step(message: str) -> float:
