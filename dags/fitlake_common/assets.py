@@ -21,3 +21,7 @@ KAFKA_ASSETS = {topic: landing_asset("kafka", topic) for topic in KAFKA_TOPICS}
 ALL_LANDING_ASSETS = [*SQL_ASSETS.values(), *KAFKA_ASSETS.values()]
 # The transformation DAG's schedule: an event on any of them (AssetAny).
 ANY_LANDING_ASSET = reduce(or_, ALL_LANDING_ASSETS)
+
+# Published by transform_dbt when a build succeeded: gold (and silver) are current. The monitor DAG
+# and anything that snapshots the warehouse for readers schedule on it.
+WAREHOUSE_GOLD_ASSET = Asset(uri="fitlake://warehouse/gold", name="warehouse_gold", group="warehouse")
