@@ -627,6 +627,7 @@ def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:
             run_id=dag_run.run_id,
         )
     except NothingNew as nothing:
+        log.info("%s", nothing)  # Airflow logs a skip without its reason
         raise AirflowSkipException(str(nothing)) from None
     if outlet_events is not None:
         from fitlake_common.assets import WAREHOUSE_GOLD_ASSET
