@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from ingestion.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_PASSWORD = f"pw-{uuid.uuid4().hex}"  # unique, so finding it in a log can only mean a leak
 READER = "fitlake_reader"
-# The one FITLAKE_KAFKA_* variable the installation keeps: the DAG schedule (`none`), not a setting of
+# The one FITLAKE_KAFKA_* variable the connection_only keeps: the DAG schedule (`none`), not a setting of
 # the broker, so that no scheduled run of land_kafka gets between the runs the tests trigger.
 SCHEDULE_ONLY = "FITLAKE_KAFKA_SCHEDULE"
 
@@ -210,50 +207,13 @@ def test_odbc_values_are_braced_and_a_password_in_the_extra_stays_out_of_the_str
 # --- a real scheduler, connection-only configuration --------------------------------------------------
 
 
-class Api:
-    """Airflow's REST API v2 with a JWT from /auth/token."""
-
-    def __init__(self, base: str, username: str, password: str):
-        self.base = base
-        self.token = self.request("POST", "/auth/token", {"username": username, "password": password})["access_token"]
-
-    def request(self, method: str, path: str, body=None):
-        request = urllib.request.Request(
-            self.base + path, method=method, data=None if body is None else json.dumps(body).encode()
-        )
-        request.add_header("Content-Type", "application/json")
-        if getattr(self, "token", None):
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"{method} {path}: {error.code} {error.read()[:500]!r}") from None
-
-    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.request("GET", f"/api/v2/dags/{dag_id}")
-                return
-            except AssertionError:
-                assert time.monotonic() < deadline, f"{dag_id} was not parsed within {timeout:.0f}s"
-                time.sleep(2)
-
-    def run(self, dag_id: str, timeout: float = 240) -> dict:
-        """Trigger `dag_id` and wait until the run ends; the run with its task instances by task id."""
-        self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        run_id = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
-        deadline = time.monotonic() + timeout
-        while (run := self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))["state"] not in (
-            "success",
-            "failed",
-        ):
-            assert time.monotonic() < deadline, f"{dag_id} run {run_id} still {run['state']}"
-            time.sleep(1)
-        tasks = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
-        run["tasks"] = {t["task_id"]: t for t in tasks}
-        return run
+def run_dag(api, dag_id: str, timeout: float = 240) -> dict:
+    """Unpause and trigger `dag_id`, wait until the run ends; the run with its task instances by task id."""
+    api.unpause(dag_id)
+    run = api.wait_for_run(dag_id, api.trigger(dag_id), timeout=timeout)
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances"
+    run["tasks"] = {t["task_id"]: t for t in api.json("GET", path)["task_instances"]}
+    return run
 
 
 def _password_protected_postgres(superuser_odbc: str) -> int:
@@ -278,11 +238,12 @@ def _reader_odbc(port: int, password: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def installation(tmp_path_factory, dbt_manifest):
+def connection_only(tmp_path_factory, dbt_manifest):
     """Sources loaded with the recorded data set; Airflow configured through connections only."""
     from ingestion.config import load_settings
     from ingestion.replay import replay
     from ingestion.stack import start_broker, stop_process
+    from launchers.airflow_api import AirflowApi
     from launchers.airflow_env import airflow_env, free_port, prepare_home
     from launchers.standalone import Standalone
     from tests.support.postgres import throwaway_postgres
@@ -328,10 +289,11 @@ def installation(tmp_path_factory, dbt_manifest):
             for name in [n for n in env if n.startswith(("FITLAKE_SOURCE_", "FITLAKE_KAFKA_"))]:
                 if name != SCHEDULE_ONLY:
                     del env[name]
-            prepare_home(env)
+            login = prepare_home(env)
             server = Standalone(env, log_path=root / "airflow" / "logs" / "standalone.log").start(timeout=240)
             try:
-                api = Api(server.url, "admin", env["_FITLAKE_AIRFLOW_PASSWORD"])
+                api = AirflowApi(server.url)
+                api.login(login.username, login.password)
                 yield {"env": env, "api": api, "broker": broker, "port": port, "loaded": loaded, "root": root}
             finally:
                 server.stop()
@@ -339,16 +301,16 @@ def installation(tmp_path_factory, dbt_manifest):
         stop_process(broker.pid)
 
 
-def test_the_configuration_holds_no_source_or_kafka_variables(installation):
-    env = installation["env"]
+def test_the_configuration_holds_no_source_or_kafka_variables(connection_only):
+    env = connection_only["env"]
     assert [n for n in env if n.startswith(("FITLAKE_SOURCE_", "FITLAKE_KAFKA_"))] == [SCHEDULE_ONLY]
     assert "AIRFLOW_CONN_FITLAKE_KAFKA" not in env
 
 
-def test_the_source_role_really_needs_its_password(installation):
+def test_the_source_role_really_needs_its_password(connection_only):
     import pyodbc
 
-    port = installation["port"]
+    port = connection_only["port"]
     with pytest.raises(pyodbc.Error, match="password authentication failed"):
         pyodbc.connect(_reader_odbc(port, "not-the-password"), timeout=10)
     with pyodbc.connect(_reader_odbc(port, SOURCE_PASSWORD), timeout=10) as conn:
@@ -356,23 +318,22 @@ def test_the_source_role_really_needs_its_password(installation):
 
 
 @pytest.fixture(scope="module")
-def runs(installation):
+def runs(connection_only):
     """land_kafka without its connection, then with it (added over the REST API); land_azure_sql."""
-    api = installation["api"]
-    for dag_id in ("land_kafka", "land_azure_sql"):
-        api.wait_for_dag(dag_id)
-    missing = api.run("land_kafka")
-    extra = {"bootstrap.servers": installation["broker"].bootstrap, "client.id": "fitlake-connection-test"}
-    api.request(
+    api = connection_only["api"]
+    api.wait_for_dags("land_kafka", "land_azure_sql")
+    missing = run_dag(api, "land_kafka")
+    extra = {"bootstrap.servers": connection_only["broker"].bootstrap, "client.id": "fitlake-connection-test"}
+    api.json(
         "POST",
         "/api/v2/connections",
         {"connection_id": "fitlake_kafka", "conn_type": "kafka", "extra": json.dumps(extra)},
     )
-    return {"kafka_missing": missing, "kafka": api.run("land_kafka"), "sql": api.run("land_azure_sql")}
+    return {"kafka_missing": missing, "kafka": run_dag(api, "land_kafka"), "sql": run_dag(api, "land_azure_sql")}
 
 
-def task_log(installation, run: dict, task_id: str) -> str:
-    logs = installation["env"]["AIRFLOW_HOME"] + "/logs"
+def task_log(connection_only, run: dict, task_id: str) -> str:
+    logs = connection_only["env"]["AIRFLOW_HOME"] + "/logs"
     files = sorted(
         Path(logs).glob(f"dag_id={run['dag_id']}/run_id={run['dag_run_id']}/task_id={task_id}/attempt=*.log")
     )
@@ -380,43 +341,43 @@ def task_log(installation, run: dict, task_id: str) -> str:
     return "\n".join(f.read_text(errors="replace") for f in files)
 
 
-def test_a_missing_connection_fails_the_task_at_once_naming_it(installation, runs):
+def test_a_missing_connection_fails_the_task_at_once_naming_it(connection_only, runs):
     run = runs["kafka_missing"]
     assert run["state"] == "failed"
     for topic in ("user_info", "workout", "bpm"):
         task = run["tasks"][f"land_{topic}"]
         assert (task["state"], task["try_number"]) == ("failed", 1), "a configuration error is not retried"
-        log = task_log(installation, run, f"land_{topic}")
+        log = task_log(connection_only, run, f"land_{topic}")
         assert "Airflow connection `fitlake_kafka` not found, and FITLAKE_CONNECTIONS=required" in log
 
 
-def test_connection_only_configuration_lands_both_sources(installation, runs):
+def test_connection_only_configuration_lands_both_sources(connection_only, runs):
     import pyodbc
 
     from tests.support.landing import kafka_rows, sql_rows
 
-    landing = installation["root"] / "data" / "landing"
-    loaded = installation["loaded"]
+    landing = connection_only["root"] / "data" / "landing"
+    loaded = connection_only["loaded"]
     for source in ("kafka", "sql"):
         run = runs[source]
         assert run["state"] == "success", {t: i["state"] for t, i in run["tasks"].items()}
         assert {i["state"] for i in run["tasks"].values()} == {"success"}
     assert {t: len(kafka_rows(landing, t)) for t in loaded.messages} == loaded.messages
     assert set(loaded.messages) == {"user_info", "workout", "bpm"}
-    with pyodbc.connect(_reader_odbc(installation["port"], SOURCE_PASSWORD), timeout=10) as conn:
+    with pyodbc.connect(_reader_odbc(connection_only["port"], SOURCE_PASSWORD), timeout=10) as conn:
         for table in ("registered_users", "gym_logins"):
             in_source = conn.cursor().execute(f"SELECT count(*) FROM dbo.{table}").fetchone()[0]
             assert in_source > 0 and len(sql_rows(landing, table)) == in_source, table
     assert "sql credentials: Airflow connection `fitlake_source` (odbc)" in task_log(
-        installation, runs["sql"], "land_registered_users"
+        connection_only, runs["sql"], "land_registered_users"
     )
     assert "kafka credentials: Airflow connection `fitlake_kafka` (kafka)" in task_log(
-        installation, runs["kafka"], "land_bpm"
+        connection_only, runs["kafka"], "land_bpm"
     )
 
 
-def test_the_password_never_appears_in_any_log(installation, runs):
-    logs = Path(installation["env"]["AIRFLOW_HOME"]) / "logs"
+def test_the_password_never_appears_in_any_log(connection_only, runs):
+    logs = Path(connection_only["env"]["AIRFLOW_HOME"]) / "logs"
     files = [p for p in logs.rglob("*") if p.is_file()]
     task_logs = [p for p in files if "task_id=land_" in str(p)]
     assert len(task_logs) >= 8, "the landing runs' task logs were not found"
