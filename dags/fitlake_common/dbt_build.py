@@ -78,15 +78,7 @@ class DbtSession:
     """dbt in this process: parsed once (partial parse from the target dir), then invoked with that manifest."""
 
     def __init__(self, target_dir: Path | None = None):
-        import multiprocessing
-
-        import dbt.mp_context
         from dbt.cli.main import dbtRunner
-
-        # dbt makes its (thread) locks from a "spawn" context: named semaphores that a task process,
-        # which ends with os._exit, leaves to the resource tracker ("leaked semaphore objects" at
-        # exit). Locks of a "fork" context are unnamed, gone with the process, and the same to threads.
-        dbt.mp_context._MP_CONTEXT = multiprocessing.get_context("fork")
 
         self._runner_class = dbtRunner
         self.target_dir = Path(target_dir or config.DBT_TARGET_DIR)
@@ -286,7 +278,7 @@ def unchanged_since(record: BuildRecord | None, plan: RunPlan, landing: str, pro
 class NodeStatusBoard:
     """Collects dbt's per-node results and publishes them as one XCom, at most every `interval` seconds."""
 
-    def __init__(self, publish, interval: float = 0.25):
+    def __init__(self, publish, interval: float = 1.0):
         self._publish = publish
         self._interval = interval
         self._lock = threading.Lock()
@@ -606,6 +598,17 @@ def _failures(board: NodeStatusBoard) -> str:
     return f"{len(failed)} failed: {', '.join(sorted(failed))}" if failed else "dbt reported an error (see the log)"
 
 
+def release_named_semaphores() -> None:
+    """Run multiprocessing's exit finalizers, which a task process ending in os._exit skips.
+
+    dbt's locks are named semaphores (a "spawn" context); left to the resource tracker they are
+    reported at exit as "leaked semaphore objects" (error level, in every build's log).
+    """
+    import multiprocessing.util
+
+    multiprocessing.util._run_finalizers(0)
+
+
 def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:
     """Body of the `dbt_build` task."""
     from airflow.sdk.exceptions import AirflowSkipException
@@ -629,6 +632,8 @@ def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:
     except NothingNew as nothing:
         log.info("%s", nothing)  # Airflow logs a skip without its reason
         raise AirflowSkipException(str(nothing)) from None
+    finally:
+        release_named_semaphores()
     if outlet_events is not None:
         from fitlake_common.assets import WAREHOUSE_GOLD_ASSET
 
