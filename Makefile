@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-PHONY: help setup setup-dev demo test test-fast test-dbt test-dags bench bench-ingestion bench-dbt lint airflow docs dbt-manifest \
+PHONY: help setup setup-dev demo test test-fast test-dbt test-dags bench bench-ingestion bench-dbt bench-airflow lint airflow docs dbt-manifest \
 	land stack-up stack-down stack-status clean
 
 help: ## list the targets
@@ -52,13 +52,16 @@ test-dbt: setup-dev ## the dbt scenarios on temporary warehouses
 test-dags: setup-dev dbt-manifest ## DAG integrity, compose, end to end through Airflow, quality gate, UI smoke
 	@$(PY) -m pytest -p no:cacheprovider tests/dags
 
-bench: bench-ingestion bench-dbt ## print landing and dbt throughput figures (no assertions)
+bench: bench-ingestion bench-dbt bench-airflow ## print landing, dbt and scheduler figures beside bare baselines (no assertions)
 
 bench-ingestion: setup-dev ## Kafka and SQL landing beside bare client loops
 	@$(PY) tests/bench/bench_ingestion.py
 
 bench-dbt: setup-dev ## full and incremental dbt build on 10M heart-rate rows
 	@$(PY) tests/bench/bench_dbt.py
+
+bench-airflow: setup-dev dbt-manifest ## cycles through the real scheduler (demo scale, then 10M + 1 %) beside a bare dbt build
+	@$(PY) tests/bench/bench_airflow.py
 
 lint: setup-dev ## ruff (lint and format check) on Python, sqlfluff on the dbt models
 	@$(PY) -m ruff check ingestion dags launchers tests
