@@ -19,7 +19,14 @@
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
-    {%- set pattern = (src.external or '') | replace("'", "") -%}
+    {#- the glob is the source's meta.external_location (dbt-duckdb also exposes it as src.external) -#}
+    {%- set node = graph.sources.get('source.' ~ project_name ~ '.' ~ source_name ~ '.' ~ table_name) -%}
+    {%- set location = (node.config.meta or {}).get('external_location') or node.meta.get('external_location') -%}
+    {%- if not location -%}
+        {{ exceptions.raise_compiler_error(
+            "source " ~ source_name ~ "." ~ table_name ~ " has no meta.external_location (the glob of its landing files)") }}
+    {%- endif -%}
+    {%- set pattern = location | replace("'", "") -%}
     {%- set file_query -%}
         select file from {{ landing_file_listing(pattern) }}
         {%- if loaded_relation is not none %}
