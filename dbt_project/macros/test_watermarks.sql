@@ -32,11 +32,18 @@
 {%- endmacro %}
 
 
-{#- pre-hook of the incremental models: a table built from scratch may hold old load_times -#}
+{#- pre-hook of the incremental models: a table built from scratch may hold old load_times. The
+    delete runs only when there is a watermark to forget (a Delta DELETE costs a transaction). -#}
 {% macro forget_test_watermarks() -%}
     {%- if execute and model.config.materialized == 'incremental' and not is_incremental() -%}
+        {%- set relation = this.schema ~ '.' ~ this.identifier -%}
+        {%- set found = run_query(
+            "select count(*) from dbt_meta.test_watermarks where relation = '" ~ relation ~ "'"
+        ).columns[0].values()[0] -%}
+        {%- if found > 0 %}
         delete from dbt_meta.test_watermarks
-        where relation = '{{ this.schema }}.{{ this.identifier }}'
+        where relation = '{{ relation }}'
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 

@@ -24,21 +24,30 @@ weekdays as (
 
 ),
 
+weeks as (
+
+    select
+        date,
+        dayofweek,
+        -- week of the year as strftime's %U: weeks start on Sunday, days before the first Sunday
+        -- are week 0 (the Sunday on or before the date, counted in whole weeks)
+        cast(floor((dayofyear(date) + 7 - dayofweek) / 7) as integer) as week
+    from weekdays
+
+),
+
 final as (
 
     select
         date,
-        -- week of the year as strftime's %U: weeks start on Sunday, days before the first Sunday
-        -- are week 0 (the Sunday on or before the date, counted in whole weeks)
-        cast(floor((dayofyear(date) + 7 - dayofweek) / 7) as integer) as week,
+        week,
         year(date) as year,
         month(date) as month,
         dayofweek,
         dayofmonth(date) as dayofmonth,
         dayofyear(date) as dayofyear,
-        cast(year(date) as string) || '-' || cast(cast(floor((dayofyear(date) + 7 - dayofweek) / 7) as integer) as string)
-            as week_part
-    from weekdays
+        cast(year(date) as string) || '-' || cast(week as string) as week_part
+    from weeks
 
 )
 

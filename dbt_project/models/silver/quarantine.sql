@@ -100,7 +100,8 @@ checked_registered_users as (
 rejected_registered_users as (
 
     select
-        {{ json_object(['user_id', 'device_id', 'mac_address', 'registration_timestamp', 'modified_at']) }} as raw_record,
+        {{ json_object(['user_id', 'device_id', 'mac_address', 'registration_timestamp', 'modified_at']) }}
+            as raw_record,
         reject_reason,
         load_time,
         source_file
@@ -115,7 +116,7 @@ checked_gym_logins as (
     select
         g.mac_address,
         g.gym,
-        cast(g.login as string) as login,
+        cast(g.login as string) as login,  -- noqa: RF04
         cast(g.logout as string) as logout,
         cast(g.modified_at as string) as modified_at,
         case
