@@ -13,6 +13,13 @@
     run on DuckDB and on Spark, where a failed cast is null too (ANSI mode off).
 -#}
 
+{#- an integer written as one: digits with an optional minus, else null. A cast alone is not
+    enough: DuckDB rounds '1.5' to 2 and Spark (ANSI off) truncates it to 1, where the contract's
+    int field was not an integer at all -#}
+{% macro _integer(text_expression, type='bigint') -%}
+    case when {{ regex_full_match(text_expression, '-?[0-9]+') }} then try_cast({{ text_expression }} as {{ type }}) end
+{%- endmacro %}
+
 {% macro _field_column(path) -%}
     f_{{ path | replace('.', '_') }}
 {%- endmacro %}
@@ -89,7 +96,7 @@
 
         select
             *,
-            try_cast(f_user_id as bigint) as user_id,
+            {{ _integer('f_user_id') }} as user_id,
             f_update_type as update_type,
             {{ seconds_to_timestamp(epoch_seconds('f_timestamp')) }} as event_at,
             -- the contract's MM/dd/yyyy exactly: a date parser alone reads 01/05/90 as the year 90
@@ -97,7 +104,7 @@
                 when {{ regex_full_match('f_dob', '[0-9]{2}/[0-9]{2}/[0-9]{4}') }}
                     then {{ date_from_mm_dd_yyyy('f_dob') }}
             end as dob,
-            try_cast(f_address_zip as integer) as zip
+            {{ _integer('f_address_zip', 'integer') }} as zip
         from extracted
 
     )
@@ -143,10 +150,10 @@
 
         select
             *,
-            try_cast(f_user_id as bigint) as user_id,
-            try_cast(f_workout_id as bigint) as workout_id,
+            {{ _integer('f_user_id') }} as user_id,
+            {{ _integer('f_workout_id') }} as workout_id,
             {{ seconds_to_timestamp(epoch_seconds('f_timestamp')) }} as event_time,
-            try_cast(f_session_id as bigint) as session_id
+            {{ _integer('f_session_id') }} as session_id
         from extracted
 
     )
@@ -186,7 +193,7 @@
 
         select
             *,
-            try_cast(f_device_id as bigint) as device_id,
+            {{ _integer('f_device_id') }} as device_id,
             {{ seconds_to_timestamp(epoch_seconds('f_time')) }} as reading_time,
             try_cast(f_heartrate as double) as heartrate
         from extracted

@@ -219,6 +219,10 @@ class SparkDbt(Dbt):
             "FITLAKE_SPARK_WAREHOUSE": str(self.spark_warehouse),
             "FITLAKE_SPARK_CATALOG": "in-memory",
             "FITLAKE_SPARK_JARS": spark_jars(),
+            # tiny data, ~100 short statements per build: a JVM tuned for start-up (C1 only, a
+            # serial GC) and no adaptive re-planning took ~15 % less time than the defaults
+            "FITLAKE_SPARK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+            "FITLAKE_SPARK_ADAPTIVE": "false",
         }
 
     def query(self, sql: str) -> list[tuple]:
