@@ -41,7 +41,7 @@ docs: setup dbt-manifest ## generate the dbt docs and serve them on http://local
 	  --port 8081 --no-browser
 
 dbt-manifest: setup ## parse dbt_project into target/manifest.json (Cosmos renders transform_dbt from it)
-	@.venv/bin/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
+	@$(PY) -m launchers.pipeline >/dev/null
 
 test: setup-spark dbt-manifest ## run the whole test suite (starts and stops every service it needs)
 	@$(PY) -c "from tests.support.real_kafka import ensure_kafka_jars; ensure_kafka_jars()"

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from fitlake_common.dbt_watchers import STATUS_XCOM_KEY
 
 log = logging.getLogger(__name__)
 
+PARTIAL_PARSE = "partial_parse.msgpack"
 DOCS_NODE = "docs"  # the key of the docs step in the status payload (the docs_generate watcher)
 RESULT_STATUS = {"success", "error", "skipped", "pass", "fail", "warn", "runtime error", "no-op"}
 
@@ -83,6 +85,10 @@ class DbtSession:
         self._runner_class = dbtRunner
         self.target_dir = Path(target_dir or config.DBT_TARGET_DIR)
         self.target_dir.mkdir(parents=True, exist_ok=True)
+        seed = config.DBT_MANIFEST.parent / PARTIAL_PARSE
+        if not (self.target_dir / PARTIAL_PARSE).exists() and seed.exists():
+            # `make dbt-manifest` parsed with the DAGs' environment: the first build starts from that parse
+            shutil.copy(seed, self.target_dir / PARTIAL_PARSE)
         os.environ.update(config.DBT_ENV)
         started = time.monotonic()
         result = dbtRunner().invoke(["parse", *self.common_args()])
