@@ -39,7 +39,7 @@ class RunTiming:
     @property
     def worker_tasks(self) -> list[TaskInstance]:
         """Tasks that ran a process on a worker (the watchers of transform_dbt live in the triggerer)."""
-        if self.dag_id != TRANSFORM_DAG:
+        if self.dag_id != TRANSFORM_DAG or self.task(PRODUCER) is None:
             return [t for t in self.tasks if t.start]
         return [t for t in self.tasks if t.task_id == PRODUCER and t.start]
 
@@ -66,8 +66,8 @@ class RunTiming:
 
     @property
     def built(self) -> bool:
-        producer = self.task(PRODUCER)
-        return producer is not None and producer.state in ("success", "failed")
+        """Some task of the run did dbt work (a run with nothing new skips every task)."""
+        return any(t.state in ("success", "failed") for t in self.tasks)
 
 
 @dataclass

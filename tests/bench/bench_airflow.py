@@ -48,7 +48,7 @@ GOALS = {"transform_demo": 2.0, "transform_large": 1.5, "cycle_demo": 30.0, "cyc
 class Installation:
     """A data root, an Airflow home, the embedded stack and `airflow standalone`, driven over the REST API."""
 
-    def __init__(self, root: Path, kafka_partitions: int = 3):
+    def __init__(self, root: Path, kafka_partitions: int = 3, alternative: dict | None = None):
         self.root = root
         self.env = airflow_env(
             root / "airflow",
@@ -60,6 +60,7 @@ class Installation:
                 "FITLAKE_KAFKA_SCHEDULE": "none",
                 "FITLAKE_KAFKA_PARTITIONS": str(kafka_partitions),
                 "FITLAKE_DBT_MANIFEST": str(REPO / "dbt_project" / "target" / "manifest.json"),
+                **(alternative or {}),
             },
         )
         self.settings = in_env(self.env)
@@ -213,13 +214,14 @@ def measure_cycle(inst: Installation, label: str, before: Path | None) -> dict:
     build = cycle.building
     figures = {"label": label, "cycle": cycle.seconds}
     for run in cycle.transforms:
-        producer = run.task(PRODUCER)
         after_landing = (run.end - max(run.queued, last_landing)).total_seconds()
         what = "built" if run.built else "nothing new (dbt_build skipped)"
+        workers = run.worker_tasks
         print(
             f"  {run.dag_id:<15} {run.state:<8} {run.seconds:6.1f} s  queued to end; {after_landing:.1f} s after "
-            f"the last landing: {what}; {len(run.tasks)} tasks: 1 on a worker ({producer.duration or 0:.1f} s), "
-            f"{len(run.tasks) - 1} watchers in the triggerer; gaps {run.gap_seconds:.1f} s"
+            f"the last landing: {what}; {len(run.tasks)} tasks: {len(workers)} on workers "
+            f"({sum(t.duration or 0 for t in workers):.1f} s of task time), {len(run.tasks) - len(workers)} in the "
+            f"triggerer; gaps {run.gap_seconds:.1f} s"
         )
         if run is build:
             figures["transform"] = after_landing
@@ -240,8 +242,8 @@ def measure_cycle(inst: Installation, label: str, before: Path | None) -> dict:
     return figures
 
 
-def demo_cycles(work: Path, cycles: int) -> list[dict]:
-    inst = Installation(work / "demo")
+def demo_cycles(work: Path, cycles: int, alternative: dict | None = None) -> list[dict]:
+    inst = Installation(work / "demo", alternative=alternative)
     print(f"(a) {cycles} cycles at the demo scale (a simulated day each: 200 members, 5 gyms)", flush=True)
     inst.start()
     results = []
@@ -300,11 +302,26 @@ def main() -> int:
     parser.add_argument("--skip-large", action="store_true", help="only the demo-scale cycles")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--dags-folder",
+        type=Path,
+        help="measure another design of the same DAGs (e.g. an earlier commit's dags/): demo cycles only",
+    )
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra Airflow environment")
     args = parser.parse_args()
+    alternative = dict(item.split("=", 1) for item in args.env)
+    if args.dags_folder:
+        folder = str(args.dags_folder.resolve())
+        alternative |= {
+            "AIRFLOW__CORE__DAGS_FOLDER": folder,
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(folder) / "plugins"),
+            "PYTHONPATH": os.pathsep.join([folder, str(REPO)]),
+        }
+        args.skip_large = True
     work = args.workdir or Path(tempfile.mkdtemp(prefix="fitlake_bench_airflow_"))
     print(f"work directory {work}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     try:
-        demo = demo_cycles(work, args.cycles)
+        demo = demo_cycles(work, args.cycles, alternative)
         large = [] if args.skip_large else large_cycles(work, args.heart_rate_rows)
     finally:
         if not args.keep:
