@@ -42,6 +42,7 @@ STATUS_XCOM_KEY = "dbt_node_status"
 PRODUCER_TASK_ID = "dbt_build"
 # How often the watchers of a run look at the producer's XCom (one lookup shared by all of them).
 POLL_SECONDS = 1.0
+LOG_HEAD_START_SECONDS = 0.5
 # A watcher gives up when the producer has not reported for this long (the producer's own timeout
 # is shorter, so this only fires when the triggerer lost track of a run).
 WATCH_TIMEOUT = timedelta(hours=6)
@@ -209,6 +210,10 @@ class DbtNodeStatusTrigger(BaseTrigger):
                 result = verdict(self.watched, self.watch_label, payload, producer_state)
                 if result is not None:
                     self.log.info("%s", result.message)
+                    # The triggerer closes a trigger's log file when the trigger reports it finished, and
+                    # its log lines travel on another socket: give them a head start, or the task log would
+                    # lack the verdict (seen with skipped tasks, which end without callbacks).
+                    await asyncio.sleep(LOG_HEAD_START_SECONDS)
                     yield _END_EVENTS[result.state]()
                     return
                 await asyncio.sleep(self.poll_seconds / 2)
