@@ -36,8 +36,7 @@ from pathlib import Path
 from ingestion import azure_sql
 from ingestion.config import KAFKA_TOPICS, Settings
 from ingestion.errors import FitLakeError
-from ingestion.kafka import ensure_topics
-from ingestion.simulate import Message, Progress, produce_messages, topic_names
+from ingestion.kafka import Message, Progress, ensure_topics, produce_messages, topic_names
 from ingestion.source_tables import SOURCE_TABLES, SourceTable
 from ingestion.state import latest_sql_batch
 
