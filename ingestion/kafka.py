@@ -44,23 +44,26 @@ def client_config(settings: Settings, **overrides) -> dict:
     return config
 
 
-def make_consumer(settings: Settings, **overrides) -> Consumer:
-    return Consumer(
-        client_config(
-            settings,
-            **{
-                "group.id": LANDING_GROUP_ID,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
-                "queued.max.messages.kbytes": 256 * 1024,
-                **overrides,
-            },
-        )
+def consumer_config(settings: Settings, **overrides) -> dict:
+    """The landers' consumer settings (the benchmark's bare loop uses the same)."""
+    return client_config(
+        settings,
+        **{
+            "group.id": LANDING_GROUP_ID,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024,
+            **overrides,
+        },
     )
+
+
+def make_consumer(settings: Settings, **overrides) -> Consumer:
+    return Consumer(consumer_config(settings, **overrides))
 
 
 def make_producer(settings: Settings, **overrides) -> Producer:

@@ -45,12 +45,12 @@ class ParquetFile:
     by the batch the caller hands over, not by the file size.
     """
 
-    def __init__(self, directory: Path, schema: pa.Schema, compression: str = "zstd"):
+    def __init__(self, directory: Path, schema: pa.Schema, compression: str = "zstd", **writer_options):
         directory.mkdir(parents=True, exist_ok=True)
         # The temporary name must not end in .parquet, or a reader's glob would see a half-written file.
         self.temp_path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}.partial"
         self._file = open(self.temp_path, "wb")
-        self._writer = pq.ParquetWriter(self._file, schema, compression=compression)
+        self._writer = pq.ParquetWriter(self._file, schema, compression=compression, **writer_options)
         self.rows = 0
 
     @property
