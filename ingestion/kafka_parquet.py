@@ -11,14 +11,12 @@ were handed over; a file becomes visible only complete, under its offset range.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.parquet_sink import ParquetFile, publish
+from ingestion.parquet_sink import ParquetFile, WriterThread, publish
 from ingestion.state import kafka_file_name
 
 log = logging.getLogger(__name__)
@@ -41,7 +39,6 @@ KAFKA_PARQUET_OPTIONS = {
 }
 FLUSH_MESSAGES = 100_000  # messages per row group
 FLUSH_BYTES = 16 * 1024 * 1024  # ... or fewer, when their Arrow buffers reach this (large values)
-WRITES_IN_FLIGHT = 2  # row groups handed to the writer thread and not yet written: bounds memory
 
 
 def as_text(raw: list) -> pa.Array:
@@ -130,33 +127,6 @@ class PartitionFiles:
         if self.file is not None:
             self.file.abandon()
             self.file = None
-
-
-class WriterThread:
-    """One thread that runs the file work in the order it is handed over; failures surface in the caller."""
-
-    def __init__(self, in_flight: int = WRITES_IN_FLIGHT):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fitlake-parquet")
-        self._pending: deque[Future] = deque()
-        self._in_flight = in_flight
-
-    def submit(self, work, *args) -> None:
-        """Queue ``work(*args)``; waits while ``in_flight`` items are queued (bounded memory)."""
-        while self._pending and (len(self._pending) >= self._in_flight or self._pending[0].done()):
-            self._pending.popleft().result()  # raises the writer's error here
-        self._pending.append(self._executor.submit(work, *args))
-
-    def drain(self) -> None:
-        """Wait for everything handed over; raise the first failure."""
-        while self._pending:
-            self._pending.popleft().result()
-
-    def stop(self) -> None:
-        """Wait for the thread to finish what it was given, ignoring failures (the caller is failing already)."""
-        for future in self._pending:
-            future.exception()
-        self._pending.clear()
-        self._executor.shutdown(wait=True)
 
 
 class PartitionBuffer:

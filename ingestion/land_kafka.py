@@ -14,16 +14,15 @@ the consumer group afterwards, for lag monitoring only.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ingestion.config import Settings
 from ingestion.errors import ConfigError, SourceUnreachable
+from ingestion.gc_pacing import batches_die_young
 from ingestion.kafka import list_topic_partitions, make_consumer
 from ingestion.kafka_parquet import PartitionBuffer, PartitionFiles, WriterThread
 from ingestion.parquet_sink import remove_stale_temp_files
@@ -35,26 +34,6 @@ log = logging.getLogger(__name__)
 CONSUME_BATCH = 10_000
 PROBE_SECONDS = 10.0
 IDLE_TIMEOUT_SECONDS = 30.0
-# Young-generation GC threshold while consuming: above a few consume batches of message objects.
-GC_YOUNG_THRESHOLD = 5 * CONSUME_BATCH
-
-
-@contextmanager
-def _young_objects_die_young(threshold: int = GC_YOUNG_THRESHOLD):
-    """Let reference counting free each consume batch before a garbage collection sees it.
-
-    Message objects are tracked by the cyclic garbage collector. At the default threshold (700
-    allocations) every consume batch of 10,000 triggered collections that promoted its messages to
-    the older generations, and the full collections that followed walked every object in the process
-    again and again: a third of the consume loop's CPU. The loop makes no reference cycles; if
-    anything else does, they are still collected once ``threshold`` objects accumulate.
-    """
-    saved = gc.get_threshold()
-    gc.set_threshold(max(threshold, saved[0]), *saved[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*saved)
 
 
 def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
@@ -147,7 +126,7 @@ def land_kafka_topic(
             for p in todo:
                 files = PartitionFiles(topic, p, kafka_partition_dir(landing, topic, p), max_bytes)
                 buffers[p] = PartitionBuffer(files, writer)
-            with _young_objects_die_young():
+            with batches_die_young(CONSUME_BATCH):
                 _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress)
             for buffer in buffers.values():
                 buffer.flush()

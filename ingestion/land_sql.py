@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 from ingestion import azure_sql
 from ingestion.config import Settings
 from ingestion.errors import ConfigError
-from ingestion.parquet_sink import ParquetFile, fsync_directory, publish
+from ingestion.gc_pacing import batches_die_young
+from ingestion.parquet_sink import ParquetFile, WriterThread, fsync_directory, publish
 from ingestion.source_tables import SOURCE_TABLES, SourceTable
 from ingestion.sql_dialects import SqlDialect
 from ingestion.state import (
@@ -39,6 +40,8 @@ from ingestion.state import (
 from ingestion.summary import LandingSummary
 
 log = logging.getLogger(__name__)
+
+MAX_UNHASHED_ROWS = 100_000  # overlap candidates kept as rows before they are hashed
 
 
 def _row_hash(row) -> str:
@@ -61,29 +64,48 @@ def _as_utc_naive(value: datetime) -> datetime:
 
 
 class _OverlapWindow:
-    """Hashes of the row versions whose watermark lies within the overlap window of the maximum."""
+    """Hashes of the row versions whose watermark lies within the overlap window of the maximum.
+
+    Rows are hashed only once the final maximum is known: hashing every row that fell within the
+    window of the maximum seen so far cost a hash per row in the window of every fetch (a table read
+    in ascending modified_at order hashed 600 rows per batch and kept 600).
+    """
 
     def __init__(self, overlap: timedelta, watermark: datetime | None, hashes: dict[str, str]):
         self.overlap = overlap
         self.watermark = watermark
         self.entries = {h: datetime.fromisoformat(ts) for h, ts in hashes.items()}
+        self.candidates: list[tuple[object, datetime]] = []  # (row, watermark value), not hashed yet
 
-    def add(self, row_hash: str, value: datetime) -> None:
-        self.entries[row_hash] = value
+    def add(self, row, value: datetime) -> None:
+        self.candidates.append((row, value))
 
     def note_maximum(self, value: datetime) -> None:
         if self.watermark is None or value > self.watermark:
             self.watermark = value
 
+    def __len__(self) -> int:
+        return len(self.entries) + len(self.candidates)
+
     def prune(self) -> None:
         if self.watermark is not None:
             floor = self.watermark - self.overlap
             self.entries = {h: v for h, v in self.entries.items() if v >= floor}
+            self.candidates = [(r, v) for r, v in self.candidates if v >= floor]
+        if len(self.candidates) > MAX_UNHASHED_ROWS:  # many rows share the window: keep hashes, not rows
+            self._hash_candidates()
+
+    def _hash_candidates(self) -> None:
+        for row, value in self.candidates:
+            self.entries[_row_hash(row)] = value
+        self.candidates = []
 
     def floor(self) -> datetime | None:
         return None if self.watermark is None else self.watermark - self.overlap
 
     def as_json(self) -> dict[str, str]:
+        self.prune()
+        self._hash_candidates()
         return {h: v.isoformat() for h, v in sorted(self.entries.items())}
 
 
@@ -161,6 +183,39 @@ def land_sql_table(
     return summary
 
 
+class _BatchFiles:
+    """The Parquet files of one batch in its work directory; the writer thread alone calls these."""
+
+    def __init__(self, work_dir: Path, schema: pa.Schema, max_bytes: int):
+        self.work_dir = work_dir
+        self.schema = schema
+        self.max_bytes = max_bytes
+        self.current: ParquetFile | None = None
+        self.files: list[Path] = []
+        self.bytes = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.current is None:
+            self.current = ParquetFile(self.work_dir, self.schema)
+        self.current.write(batch)
+        if self.current.bytes_written >= self.max_bytes:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.current is None:
+            return
+        self.bytes += self.current.close_durably()
+        final = self.work_dir / f"part-{len(self.files):05d}.parquet"
+        self.current.temp_path.rename(final)
+        self.files.append(final)
+        self.current = None
+
+    def abandon(self) -> None:
+        if self.current is not None:
+            self.current.abandon()
+            self.current = None
+
+
 def _write_batches(
     cursor,
     table,
@@ -172,17 +227,28 @@ def _write_batches(
     summary: LandingSummary,
     progress,
 ) -> list[Path]:
+    """Fetch, keep the row versions not landed before, and hand them to a writer thread as row groups."""
+    writer = WriterThread()
+    files = _BatchFiles(work_dir, table.arrow_schema, settings.landing_file_max_bytes)
+    try:
+        with batches_die_young(settings.sql_fetch_rows):
+            _fetch_new_versions(cursor, table, dialect, settings, window, seen_before, summary, progress, writer, files)
+        writer.submit(files.finish)
+        writer.drain()
+    except BaseException:
+        writer.stop()  # the writer thread no longer touches the files
+        files.abandon()
+        raise
+    finally:
+        writer.stop()
+    summary.bytes += files.bytes
+    summary.files = len(files.files)
+    return files.files
+
+
+def _fetch_new_versions(cursor, table, dialect, settings, window, seen_before, summary, progress, writer, files):
     watermark_index = table.column_names.index(table.watermark)
     old_watermark = window.watermark
-    files: list[Path] = []
-    current: ParquetFile | None = None
-
-    def finish(file: ParquetFile) -> None:
-        summary.bytes += file.close_durably()
-        final = work_dir / f"part-{len(files):05d}.parquet"
-        file.temp_path.rename(final)
-        files.append(final)
-
     while True:
         rows = cursor.fetchmany(settings.sql_fetch_rows)
         if not rows:
@@ -217,24 +283,15 @@ def _write_batches(
         if len(in_window):
             window_values = pc.take(batch.column(watermark_index), in_window).to_pylist()
             for i, value in zip(in_window.to_pylist(), window_values):
-                window.add(_row_hash(rows[i]), _as_utc_naive(value))
-        if len(window.entries) > 100_000:
+                window.add(rows[i], _as_utc_naive(value))
+        if len(window) > MAX_UNHASHED_ROWS:
             window.prune()
         if batch.num_rows == 0:
             continue
-        if current is None:
-            current = ParquetFile(work_dir, table.arrow_schema)
-        current.write(batch)
+        writer.submit(files.write, batch)
         summary.rows += batch.num_rows
         if progress:
             progress(batch.num_rows)
-        if current.bytes_written >= settings.landing_file_max_bytes:
-            finish(current)
-            current = None
-    if current is not None:
-        finish(current)
-    summary.files = len(files)
-    return files
 
 
 def configured_tables(names: list[str] | None = None) -> list[SourceTable]:

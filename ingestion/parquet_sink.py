@@ -1,15 +1,22 @@
-"""Durable, atomic Parquet files: write under a temporary name, fsync, rename into place."""
+"""Durable, atomic Parquet files: write under a temporary name, fsync, rename into place.
+
+A :class:`WriterThread` takes the encoding off the thread that reads the source: pyarrow releases the
+GIL while it encodes and compresses a row group, so that work overlaps the next fetch.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 TEMP_PREFIX = ".tmp-"
+WRITES_IN_FLIGHT = 2  # row groups handed to the writer thread and not yet written: bounds memory
 
 
 def fsync_directory(path: Path) -> None:
@@ -79,3 +86,30 @@ class ParquetFile:
         finally:
             self._file.close()
             self.temp_path.unlink(missing_ok=True)
+
+
+class WriterThread:
+    """One thread that runs the file work in the order it is handed over; failures surface in the caller."""
+
+    def __init__(self, in_flight: int = WRITES_IN_FLIGHT):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fitlake-parquet")
+        self._pending: deque[Future] = deque()
+        self._in_flight = in_flight
+
+    def submit(self, work, *args) -> None:
+        """Queue ``work(*args)``; waits while ``in_flight`` items are queued (bounded memory)."""
+        while self._pending and (len(self._pending) >= self._in_flight or self._pending[0].done()):
+            self._pending.popleft().result()  # raises the writer's error here
+        self._pending.append(self._executor.submit(work, *args))
+
+    def drain(self) -> None:
+        """Wait for everything handed over; raise the first failure."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def stop(self) -> None:
+        """Wait for the thread to finish what it was given, ignoring failures (the caller is failing already)."""
+        for future in self._pending:
+            future.exception()
+        self._pending.clear()
+        self._executor.shutdown(wait=True)
