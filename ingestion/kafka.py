@@ -53,7 +53,9 @@ def consumer_config(settings: Settings, **overrides) -> dict:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
+            # Every read starts at an explicit offset: one the broker no longer (or not yet) has is an
+            # error event, never a silent jump to the start or the end of the partition.
+            "auto.offset.reset": "error",
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
             "queued.max.messages.kbytes": 256 * 1024,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ingestion.config import Settings
-from ingestion.errors import ConfigError, SourceUnreachable
+from ingestion.errors import ConfigError, LandingError, SourceUnreachable
 from ingestion.gc_pacing import batches_die_young
 from ingestion.kafka import list_topic_partitions, make_consumer
 from ingestion.kafka_parquet import PartitionBuffer, PartitionFiles, WriterThread
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 10_000
 PROBE_SECONDS = 10.0
-IDLE_TIMEOUT_SECONDS = 30.0
 
 
 def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
@@ -52,6 +51,25 @@ def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tup
     raise AssertionError("unreachable")
 
 
+def _reset_behind_landing(topic: str, partition: int, start: int, end: int | None) -> LandingError:
+    """The partition no longer holds the offset the landing zone continues from."""
+    where = f"ends at offset {end}" if end is not None else f"has no offset {start} (out of range)"
+    return LandingError(
+        f"{topic}[{partition}]: the landing zone continues at offset {start}, but the partition {where}: the topic "
+        "was deleted and created again or truncated (the embedded broker keeps nothing when it restarts), or "
+        "retention removed the offset while it was being landed. Nothing more was landed. New messages would "
+        f"reuse offsets that already landed: move landing/kafka/{topic} away (README, Day-2 operations: re-land "
+        "a source) before landing the new topic."
+    )
+
+
+def _transient(topic: str, error) -> None:
+    """Errors librdkafka recovers from by itself (broker down, connection lost): the stall timeout decides."""
+    if error.fatal():
+        raise SourceUnreachable(f"{topic}: the Kafka client failed for good: {error.str()}; rerun to continue")
+    log.warning("%s: %s (the client retries; waiting)", topic, error.str())
+
+
 def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int]) -> dict[int, int]:
     """Read from each probe position to partition EOF; the EOF offset is the partition's end."""
     ends = dict(probe_from)
@@ -64,10 +82,14 @@ def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int]) -> di
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
+                    if message.offset() < probe_from[p]:
+                        raise _reset_behind_landing(topic, p, probe_from[p], message.offset())
                     ends[p] = max(ends[p], message.offset())
                     pending.discard(p)
-                elif error.fatal():
-                    raise KafkaException(error)
+                elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    raise _reset_behind_landing(topic, p, probe_from[p], None)
+                else:
+                    _transient(topic, error)
                 continue
             ends[p] = max(ends[p], message.offset() + 1)
     if pending:
@@ -127,7 +149,8 @@ def land_kafka_topic(
                 files = PartitionFiles(topic, p, kafka_partition_dir(landing, topic, p), max_bytes)
                 buffers[p] = PartitionBuffer(files, writer)
             with batches_die_young(CONSUME_BATCH):
-                _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress)
+                stall = settings.kafka_stall_seconds
+                _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall)
             for buffer in buffers.values():
                 buffer.flush()
                 writer.submit(buffer.files.publish)
@@ -164,20 +187,22 @@ def land_kafka_topic(
     return summary
 
 
-def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress) -> None:
+def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall_seconds: float) -> None:
     if not todo:
         return
     consumer.assign([TopicPartition(topic, p, starts[p]) for p in todo])
     remaining = set(todo)
     last_message_at = time.monotonic()
+    last_error = None
     while remaining:
         messages = consumer.consume(CONSUME_BATCH, timeout=1.0)
         if not messages:
-            if time.monotonic() - last_message_at > IDLE_TIMEOUT_SECONDS:
+            if time.monotonic() - last_message_at > stall_seconds:
                 raise SourceUnreachable(
-                    f"{topic}: no message for {IDLE_TIMEOUT_SECONDS:.0f}s while partitions {sorted(remaining)} "
-                    f"were short of their end offsets {ends}; the broker may be down. Nothing was lost: "
-                    "files already renamed into place hold complete ranges, rerun to continue."
+                    f"{topic}: no message for {stall_seconds:.0f}s while partitions {sorted(remaining)} were short "
+                    f"of their end offsets {ends}; the broker may be down (last client error: "
+                    f"{last_error.str() if last_error else 'none'}). Nothing was lost: files already renamed into "
+                    "place hold complete ranges; rerun to continue (FITLAKE_KAFKA_STALL_SECONDS sets the wait)."
                 )
             continue
         last_message_at = time.monotonic()
@@ -194,10 +219,12 @@ def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress) 
             error = message.error()
             if error.code() == KafkaError._PARTITION_EOF:
                 reached_eof.append(message.partition())
-            elif error.fatal() or not error.retriable():
-                raise KafkaException(error)
+            elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                p = message.partition()
+                raise _reset_behind_landing(topic, p, starts[p], None)
             else:
-                log.warning("%s: retriable consumer error: %s", topic, error)
+                last_error = error
+                _transient(topic, error)
         landed = 0
         for p, batch in by_partition.items():
             if p not in remaining:

@@ -6,17 +6,37 @@ GIL while it encodes and compresses a row group, so that work overlaps the next 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingestion.errors import LandingDiskFull
+
 TEMP_PREFIX = ".tmp-"
 WRITES_IN_FLIGHT = 2  # row groups handed to the writer thread and not yet written: bounds memory
+
+
+@contextlib.contextmanager
+def disk_full_is_clear(path: Path) -> Iterator[None]:
+    """A full landing disk (ENOSPC, EDQUOT) becomes an error that says so and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left on device" not in str(exc):
+            raise
+        raise LandingDiskFull(
+            f"the landing disk is full: writing {path} failed ({exc.strerror or exc}). Nothing partial was "
+            "published (files appear only complete); free space on that filesystem and rerun: landing continues "
+            "after the last complete file."
+        ) from exc
 
 
 def fsync_directory(path: Path) -> None:
@@ -29,9 +49,10 @@ def fsync_directory(path: Path) -> None:
 
 def publish(temp_path: Path, final_path: Path) -> None:
     """Atomically make a complete file (or directory) visible under its final name."""
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(temp_path, final_path)
-    fsync_directory(final_path.parent)
+    with disk_full_is_clear(final_path):
+        final_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp_path, final_path)
+        fsync_directory(final_path.parent)
 
 
 def remove_stale_temp_files(directory: Path) -> int:
@@ -53,11 +74,12 @@ class ParquetFile:
     """
 
     def __init__(self, directory: Path, schema: pa.Schema, compression: str = "zstd", **writer_options):
-        directory.mkdir(parents=True, exist_ok=True)
         # The temporary name must not end in .parquet, or a reader's glob would see a half-written file.
         self.temp_path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}.partial"
-        self._file = open(self.temp_path, "wb")
-        self._writer = pq.ParquetWriter(self._file, schema, compression=compression, **writer_options)
+        with disk_full_is_clear(self.temp_path):
+            directory.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.temp_path, "wb")
+            self._writer = pq.ParquetWriter(self._file, schema, compression=compression, **writer_options)
         self.rows = 0
 
     @property
@@ -65,27 +87,30 @@ class ParquetFile:
         return self._file.tell()
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
-        if isinstance(batch, pa.RecordBatch):
-            self._writer.write_batch(batch)
-        else:
-            self._writer.write_table(batch)
+        with disk_full_is_clear(self.temp_path):
+            if isinstance(batch, pa.RecordBatch):
+                self._writer.write_batch(batch)
+            else:
+                self._writer.write_table(batch)
         self.rows += batch.num_rows
 
     def close_durably(self) -> int:
         """Finish the footer and fsync; returns the file size in bytes."""
-        self._writer.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        size = self._file.tell()
-        self._file.close()
+        with disk_full_is_clear(self.temp_path):
+            self._writer.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            size = self._file.tell()
+            self._file.close()
         return size
 
     def abandon(self) -> None:
-        try:
+        """Discard the file; on a full disk closing fails too, and that must not hide the first error."""
+        with contextlib.suppress(Exception):
             self._writer.close()
-        finally:
+        with contextlib.suppress(Exception):
             self._file.close()
-            self.temp_path.unlink(missing_ok=True)
+        self.temp_path.unlink(missing_ok=True)
 
 
 class WriterThread:
