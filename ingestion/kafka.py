@@ -11,7 +11,7 @@ from typing import NamedTuple
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ingestion.config import KAFKA_TOPICS, Settings
+from ingestion.config import KAFKA_OPTION_PREFIX, KAFKA_TOPICS, Settings
 from ingestion.errors import ConfigError, FitLakeError, SourceUnreachable
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ class Message(NamedTuple):
     note: str = ""  # why the simulator made it so, comma-separated: malformed:<kind>, redelivered, late, out_of_order
 
 
-def client_config(settings: Settings, **overrides) -> dict:
-    config = {"bootstrap.servers": settings.resolved_kafka_bootstrap()}
+def client_config(settings: Settings, defaults: dict | None = None, **overrides) -> dict:
+    """Our defaults, then the operator's FITLAKE_KAFKA_OPT_* settings over them, then what a caller must set."""
+    config = {"bootstrap.servers": settings.resolved_kafka_bootstrap(), **(defaults or {})}
     config.update(settings.kafka_options)
     config.update(overrides)
     return config
@@ -46,39 +47,44 @@ def client_config(settings: Settings, **overrides) -> dict:
 
 def consumer_config(settings: Settings, **overrides) -> dict:
     """The landers' consumer settings (the benchmark's bare loop uses the same)."""
-    return client_config(
-        settings,
-        **{
-            "group.id": LANDING_GROUP_ID,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            # Every read starts at an explicit offset: one the broker no longer (or not yet) has is an
-            # error event, never a silent jump to the start or the end of the partition.
-            "auto.offset.reset": "error",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            "queued.max.messages.kbytes": 256 * 1024,
-            **overrides,
-        },
-    )
+    defaults = {
+        "group.id": LANDING_GROUP_ID,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        "queued.max.messages.kbytes": 256 * 1024,
+    }
+    required = {
+        "enable.auto.commit": False,  # offsets are committed only after the files are in place
+        "enable.auto.offset.store": False,
+        # Every read starts at an explicit offset: one the broker no longer (or not yet) has is an
+        # error event, never a silent jump to the start or the end of the partition.
+        "auto.offset.reset": "error",
+        "enable.partition.eof": True,  # the landers see where each partition ends
+    }
+    return client_config(settings, defaults, **{**required, **overrides})
+
+
+def _client(kind, config: dict):
+    try:
+        return kind(config)
+    except KafkaException as exc:  # e.g. an option librdkafka rejects, or two that contradict each other
+        raise ConfigError(
+            f"the Kafka {kind.__name__.lower()} settings are invalid: {exc.args[0].str()}. Check the "
+            f"{KAFKA_OPTION_PREFIX}* variables (librdkafka's configuration names, dots as underscores)."
+        ) from None
 
 
 def make_consumer(settings: Settings, **overrides) -> Consumer:
-    return Consumer(consumer_config(settings, **overrides))
+    return _client(Consumer, consumer_config(settings, **overrides))
 
 
 def make_producer(settings: Settings, **overrides) -> Producer:
-    return Producer(
-        client_config(
-            settings,
-            **{"linger.ms": 20, "batch.num.messages": 10000, "enable.idempotence": True, **overrides},
-        )
-    )
+    defaults = {"linger.ms": 20, "batch.num.messages": 10000, "enable.idempotence": True}
+    return _client(Producer, client_config(settings, defaults, **overrides))
 
 
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    return _client(AdminClient, client_config(settings))
 
 
 def list_topic_partitions(client, settings: Settings, topic: str | None = None) -> dict[str, list[int]]:

@@ -70,20 +70,28 @@ def _transient(topic: str, error) -> None:
     log.warning("%s: %s (the client retries; waiting)", topic, error.str())
 
 
-def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int]) -> dict[int, int]:
+def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int], highs: dict[int, int]) -> dict[int, int]:
     """Read from each probe position to partition EOF; the EOF offset is the partition's end."""
     ends = dict(probe_from)
     pending = set(probe_from)
+    heard: set[int] = set()  # partitions that answered with a message or an EOF
+    below: dict[int, int] = {}  # partitions whose end is, for now, below the offset the landing zone continues at
     consumer.assign([TopicPartition(topic, p, o) for p, o in probe_from.items()])
     deadline = time.monotonic() + PROBE_SECONDS
     while pending and time.monotonic() < deadline:
         for message in consumer.consume(CONSUME_BATCH, timeout=0.5):
             p = message.partition()
             error = message.error()
+            heard.add(p)
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     if message.offset() < probe_from[p]:
-                        raise _reset_behind_landing(topic, p, probe_from[p], message.offset())
+                        # Below what landed: the topic was created again, or a broker that just restarted has
+                        # not caught up (Apache Kafka restores its high watermark from a checkpoint): only
+                        # still below at the deadline is it refused, so a restart is no false alarm.
+                        below[p] = message.offset()
+                        continue
+                    below.pop(p, None)
                     ends[p] = max(ends[p], message.offset())
                     pending.discard(p)
                 elif error.code() == KafkaError._AUTO_OFFSET_RESET:
@@ -92,6 +100,11 @@ def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int]) -> di
                     _transient(topic, error)
                 continue
             ends[p] = max(ends[p], message.offset() + 1)
+    for p in sorted(pending & set(below)):
+        raise _reset_behind_landing(topic, p, probe_from[p], below[p])
+    for p in sorted(pending - heard):
+        if highs[p] < probe_from[p]:  # asked past its end, the embedded broker answers nothing at all
+            raise _reset_behind_landing(topic, p, probe_from[p], highs[p])
     if pending:
         # A partition written to faster than we read: its end is what we saw by the deadline.
         log.info(
@@ -126,7 +139,7 @@ def land_kafka_topic(
                     "(`make stack-up` does for the embedded broker) or fix --topic"
                 )
             landed = next_kafka_offsets(landing, topic)
-            starts, probe_from = {}, {}
+            starts, probe_from, highs = {}, {}, {}
             for p in partitions:
                 remove_stale_temp_files(kafka_partition_dir(landing, topic, p))
                 low, high = _watermarks(consumer, settings, topic, p)
@@ -141,9 +154,9 @@ def land_kafka_topic(
                     )
                     summary.detail.setdefault("expired_before_landing", {})[p] = [start, low - 1]
                     start = low
-                starts[p] = start
+                starts[p], highs[p] = start, high
                 probe_from[p] = max(start, high - 1)
-            ends = _confirm_end_offsets(consumer, topic, probe_from)
+            ends = _confirm_end_offsets(consumer, topic, probe_from, highs)
             todo = {p for p in partitions if ends[p] > starts[p]}
             for p in todo:
                 files = PartitionFiles(topic, p, kafka_partition_dir(landing, topic, p), max_bytes)
