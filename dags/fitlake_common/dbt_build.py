@@ -654,12 +654,14 @@ def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:
         ]
 
     status = status_file(dag_run.run_id)
+    status.parent.mkdir(parents=True, exist_ok=True)
 
     def publish(payload: dict) -> None:
         from ingestion.state import write_json_atomic
 
-        write_json_atomic(status, payload)  # first: the watchers read it without the API server
+        # the XCom first: a watcher that sees the file may ask for the XCom (to learn the attempt)
         ti.xcom_push(key=STATUS_XCOM_KEY, value=payload)
+        write_json_atomic(status, payload)
 
     remove_old_status_files()
     try:

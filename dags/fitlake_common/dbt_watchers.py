@@ -144,6 +144,7 @@ class _RunStatusPoll:
 
     STATE_EVERY = 5.0  # at most this often, the producer's task state
     QUIET_FILE = 10.0  # a status file unchanged this long: check that the producer still runs
+    NO_FILE_GRACE = 15.0  # no status file this long after the producer started: read the XCom instead
 
     def __init__(self, dag_id: str, run_id: str, producer_task_id: str):
         self.dag_id, self.run_id, self.producer_task_id = dag_id, run_id, producer_task_id
@@ -151,6 +152,7 @@ class _RunStatusPoll:
         self.fetched_at = 0.0
         self.state_at = 0.0
         self.started = False  # the producer has been seen running or finished
+        self.started_at = 0.0
         self.attempt: str | None = None  # the producer attempt the payload belongs to
         self.payload: dict | None = None
         self.producer_state: str | None = None
@@ -172,30 +174,34 @@ class _RunStatusPoll:
             # XComs of an earlier attempt are cleared when the producer starts running: a payload read after
             # seeing it running (or finished) belongs to the current attempt, one read before may not.
             self.started = self.producer_state in ("running", *PRODUCER_FINAL_STATES)
+            self.started_at = time.monotonic()
         if not self.started:
             return
-        file_age = None
-        if self.attempt is not None:
-            file_age = self._read_status_file()
-        if file_age is None:  # no attempt known yet, or no file to read: the XCom
+        on_file, age = self._read_status_file()
+        if on_file is not None and on_file.get("attempt") == self.attempt:
+            self.payload = on_file
+        elif on_file is not None or time.monotonic() - self.started_at >= self.NO_FILE_GRACE:
+            # A file of an attempt not known yet (the producer writes its XCom before the file, so that XCom
+            # exists), or no file at all where the triggerer cannot see the data root: the XCom says.
             self.payload = self._fetch_xcom()
-            self.attempt = (self.payload or {}).get("attempt") or self.attempt
-        quiet = file_age is None or file_age >= self.QUIET_FILE
+            self.attempt = (self.payload or {}).get("attempt")
+            if on_file is not None and on_file.get("attempt") == self.attempt:
+                self.payload = on_file
+            else:
+                age = None
+        quiet = age is None or age >= self.QUIET_FILE
         if not finished and quiet and time.monotonic() - self.state_at >= self.STATE_EVERY:
             self._fetch_state()
 
-    def _read_status_file(self) -> float | None:
-        """Seconds since the producer last wrote its file, or None when there is no file of this attempt."""
+    def _read_status_file(self) -> tuple[dict | None, float | None]:
+        """The producer's status file as it is now, and how many seconds ago it was written."""
         path = status_file(self.run_id)
         try:
             payload = json.loads(path.read_text())
             age = time.time() - path.stat().st_mtime
         except (OSError, ValueError):
-            return None
-        if payload.get("attempt") != self.attempt:
-            return None
-        self.payload = payload
-        return max(age, 0.0)
+            return None, None
+        return payload, max(age, 0.0)
 
     def _fetch_state(self) -> None:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance

@@ -89,9 +89,11 @@ def test_the_status_board_publishes_changes_and_a_final_done():
     }
 
 
-def test_watchers_read_the_status_file_of_the_current_attempt_only(tmp_path, monkeypatch):
-    """The API is asked until the producer runs and its first XCom names the attempt; then the file is read,
-    unless it belongs to another attempt (a cleared task's old file) or has gone quiet."""
+@pytest.mark.parametrize("retry", [False, True])
+def test_watchers_read_the_status_file_of_the_current_attempt_only(tmp_path, monkeypatch, retry):
+    """The API is asked until the producer runs; once the producer's file is there, its XCom names the
+    attempt, and from then on the file is read without the API, unless it goes quiet. A cleared task's old
+    file (`retry`) is never taken for the new attempt's."""
     import asyncio
 
     from fitlake_common import dbt_watchers
@@ -101,25 +103,32 @@ def test_watchers_read_the_status_file_of_the_current_attempt_only(tmp_path, mon
     poll = dbt_watchers._RunStatusPoll("transform_dbt", "manual__1", "dbt_build")
     state = {"value": "queued"}
     xcom = {"value": None}
-    monkeypatch.setattr(
-        poll, "_fetch_state", lambda: (calls.append("state"), setattr(poll, "producer_state", state["value"]))
-    )
+
+    def fetch_state():
+        calls.append("state")
+        poll.producer_state, poll.state_at = state["value"], time.monotonic()
+
+    monkeypatch.setattr(poll, "_fetch_state", fetch_state)
     monkeypatch.setattr(poll, "_fetch_xcom", lambda: (calls.append("xcom"), xcom["value"])[1])
     path = dbt_watchers.status_file("manual__1")
-    path.write_text(json.dumps({"attempt": "old", "done": True, "nodes": {USERS: {"status": "success"}}}))
+    if retry:
+        path.write_text(json.dumps({"attempt": "old", "done": True, "nodes": {USERS: {"status": "success"}}}))
 
     def look():
         poll.fetched_at = 0.0
         return asyncio.run(poll.current(max_age=0))
 
-    assert look() == (None, "queued") and calls == ["state"], "before the producer runs, nothing is read"
+    assert look() == (None, "queued") and calls == ["state"], "before the producer runs, nothing else is read"
     state["value"] = "running"
-    assert look() == (None, "running"), "the producer runs but has not published yet: the old file is not read"
+    assert look() == (None, "running"), "the producer runs but has not published yet: nothing to show"
+    assert calls == (["state", "state", "xcom"] if retry else ["state", "state"]), calls
     xcom["value"] = {"attempt": "new", "done": False, "nodes": {}}
-    assert look()[0] == xcom["value"] and poll.attempt == "new"
     path.write_text(json.dumps({"attempt": "new", "done": False, "nodes": {USERS: {"status": "success"}}}))
+    assert look()[0]["nodes"] == {USERS: {"status": "success"}} and poll.attempt == "new"
     calls.clear()
-    assert look()[0]["nodes"] == {USERS: {"status": "success"}} and calls == [], "the file, without the API"
+    path.write_text(json.dumps({"attempt": "new", "done": True, "nodes": {USERS: {"status": "success"}}}))
+    assert look()[0]["done"] and calls == [], "the file, without the API"
+    poll.payload["done"] = False
     os.utime(path, (time.time() - 60, time.time() - 60))  # the producer went quiet
     poll.state_at = 0.0
     look()

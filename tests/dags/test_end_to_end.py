@@ -70,7 +70,7 @@ def test_one_cycle_builds_once(installation, cycle):
     """Landing both sources starts one build: any later transform of the cycle finds nothing new."""
     assert cycle.transforms, "the landings scheduled no transform"
     built = [r for r in cycle.transforms if r.built]
-    assert len(built) == 1, [(r.run_id, r.task(r.task_id).state) for r in cycle.transforms]
+    assert len(built) == 1, [(r.run_id, r.task("dbt_build").state) for r in cycle.transforms]
     [build] = built
     assert build.state == "success" and set(t.state for t in build.tasks) <= {"success", "skipped"}
     for later in cycle.transforms[1:]:
