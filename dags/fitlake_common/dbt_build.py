@@ -24,6 +24,7 @@ model it is defined on, as the contract asks. The DuckDB file is only ever opene
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -534,13 +535,19 @@ def run_dbt_build(
     """Everything the `dbt_build` task does, callable without Airflow (`publish` takes the status payload)."""
     config.WAREHOUSE.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its directory
     board = NodeStatusBoard(publish).start()
+    preparing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbt-parse")
+    session_ready = None
     try:
         plan = make_plan(params, dag_run)
         summary = BuildSummary(built=False, reason="", plan=asdict(plan))
+        if landings_in_flight():
+            # batches are on their way, so a build will follow: dbt's import and parse (seconds, and
+            # nothing they need is landing) run while this task waits for them
+            session_ready = preparing.submit(DbtSession)
         waited = wait_for_landings(landings_in_flight, config.TRANSFORM_COALESCE_SECONDS)
         if waited >= 1:
             log.info("landings finished after %.1fs of waiting", waited)
-        # Decided before dbt is even imported: a run with nothing to do costs seconds.
+        # Decided without waiting for dbt: a run with nothing to do costs seconds.
         landing = landing_fingerprint(config.LANDING_ROOT)
         project = project_fingerprint(config.DBT_PROJECT_DIR)
         record = BuildRecord.load()
@@ -554,7 +561,7 @@ def run_dbt_build(
             summary.reason = reason
             raise NothingNew(reason)
 
-        session = DbtSession()
+        session = session_ready.result() if session_ready else DbtSession()
         resolve_selection(plan, session)
         summary.plan = asdict(plan)
         mark_unselected(board, session.manifest, plan)
@@ -604,6 +611,7 @@ def run_dbt_build(
         log.info("dbt build done in %.1fs: %s; docs %s", summary.seconds, summary.counts, summary.docs)
         return summary
     finally:
+        preparing.shutdown(wait=False, cancel_futures=True)
         board.finish()
 
 
