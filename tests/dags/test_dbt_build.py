@@ -318,3 +318,19 @@ def test_a_build_process_leaves_no_named_semaphores(installation, release, leaks
     done = subprocess.run([sys.executable, "-c", script, release], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert ("leaked semaphore" in done.stderr) is leaks, done.stderr[-2000:]
+
+
+def test_dbt_is_made_ready_while_landings_are_in_flight(installation, caplog):
+    """A landing still running when the build starts: dbt's import and parse overlap the wait for it."""
+    import logging
+
+    land_run1(installation.writer)
+    answers = iter([["land_kafka"], ["land_kafka"], ["land_kafka"]])
+    with caplog.at_level(logging.INFO, logger="fitlake_common.dbt_build"):
+        summary = dbt_build.run_dbt_build(
+            {"as_of_date": "2024-06-15"}, RUN, lambda payload: None, landings_in_flight=lambda: next(answers, [])
+        )
+    _release_warehouse()
+    assert summary.built
+    parsed = [r for r in caplog.records if r.getMessage().startswith("dbt project parsed")]
+    assert [r.threadName.split("_")[0] for r in parsed] == ["dbt-parse"], "dbt was parsed beside the wait"
