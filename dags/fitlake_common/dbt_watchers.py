@@ -1,7 +1,8 @@
 """Watcher tasks of transform_dbt: each shows, as its own Airflow state, what the run's one dbt build did.
 
 The `dbt_build` task runs a single `dbt build` and publishes the status of every dbt node it reports
-as one XCom (`dbt_build.STATUS_XCOM_KEY`), refreshed while dbt runs. Each model has a watcher for its
+as one XCom (`STATUS_XCOM_KEY`) and the same payload in a file beside the warehouse, refreshed every
+second while dbt runs. Each model has a watcher for its
 run and one for its tests (the task group Cosmos renders from the manifest); each multi-parent test
 and the docs have one too. A watcher waits until the nodes it watches are final and then ends with
 the state they call for: success, failed (an error or an error-level test failure) or skipped (not
@@ -11,7 +12,8 @@ Why watchers of our own rather than Cosmos' WATCHER consumers (measured, see REA
 a Cosmos consumer starts on a worker (a task process each: ~2-3 s here, ~45 of them per run) and a
 retried consumer runs dbt itself, a second writer on the DuckDB file. These start and end in the
 triggerer (`start_from_trigger`, task-end events): no worker slot, no process, never dbt. All the
-watchers of one run share one poll of the producer's XCom, so a run costs a few API calls a second.
+watchers of one run share one poll (`_RunStatusPoll`), which reads the status file and asks the API
+server only a handful of times per run.
 
 Watchers use the trigger rule `always`: they start with the run and wait inside the triggerer, so a
 chain of models does not pay a scheduling round per level. Their edges follow dbt's lineage for the
@@ -43,8 +45,9 @@ from airflow.triggers.base import (
 
 STATUS_XCOM_KEY = "dbt_node_status"
 PRODUCER_TASK_ID = "dbt_build"
-# How often the watchers of a run look at the producer's XCom (one lookup shared by all of them).
+# How often the watchers of a run look at the producer's status (one look shared by all of them).
 POLL_SECONDS = 1.0
+# Between a watcher's last log line and its task-end event (see DbtNodeStatusTrigger.run).
 LOG_HEAD_START_SECONDS = 0.5
 # A watcher gives up when the producer has not reported for this long (the producer's own timeout
 # is shorter, so this only fires when the triggerer lost track of a run).
@@ -53,7 +56,6 @@ WATCH_TIMEOUT = timedelta(hours=6)
 # dbt's final node statuses, by what they mean for the watcher.
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 PASSED_STATUSES = {"success", "pass", "warn", "no-op"}
-SKIPPED_STATUSES = {"skipped"}
 PRODUCER_FINAL_STATES = {"success", "failed", "upstream_failed", "skipped", "removed"}
 
 
