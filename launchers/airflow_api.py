@@ -100,6 +100,10 @@ class AirflowApi:
         for dag_id in dag_ids:
             self.json("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
+    def pause(self, *dag_ids: str) -> None:
+        for dag_id in dag_ids:
+            self.json("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         run = self.json("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("      (found nothing new: the first transform had built both landings)")
         failed = [r for r in [*cycle.landings, *cycle.transforms] if r.state != "success"]
         gold = cycle.gold_updated
+        api.pause(*LANDING_DAGS, TRANSFORM_DAG)  # `make airflow` opens them as a fresh home does: paused
         print(
             f"    cycle {cycle.seconds:.0f}s"
             + (f"; first landing to gold updated {(gold - cycle.started).total_seconds():.0f}s" if gold else "")
