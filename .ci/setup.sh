@@ -22,6 +22,8 @@ if has_extra dev; then
     odbc-postgresql       # PostgreSQL ODBC driver: extractor tests on a server with real types
     postgresql            # throwaway clusters for those tests
     chromium              # headless browser for the UI tests
+    redis-server          # the Celery broker of the CeleryExecutor tests (tests/dags/test_celery.py)
+    docker-compose        # validates docker-compose.yml offline (`docker-compose config`, tests/dags/test_compose.py)
   )
   # Java and Maven assemble a real Apache Kafka (KRaft) for the integration tests; the machine
   # image usually has them already.
@@ -52,6 +54,10 @@ if ((${#missing[@]})); then
   # ones, so stop the one this install started (a cluster that was already there is left alone).
   if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v pg_lsclusters >/dev/null; then
     pg_lsclusters -h | awk '$4=="online"{print $1, $2}' | while read -r ver name; do $SUDO pg_ctlcluster "$ver" "$name" stop || true; done
+  fi
+  # Likewise Redis: the tests start their own on a free port; stop the default one the install started.
+  if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v service >/dev/null; then
+    $SUDO service redis-server stop >/dev/null 2>&1 || true
   fi
 fi
 

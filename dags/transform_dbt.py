@@ -1,4 +1,4 @@
-"""Build the dbt project (bronze -> silver -> gold on DuckDB) once per run, whenever new data has landed."""
+"""Build the dbt project (bronze -> silver -> gold, on DuckDB or Spark) once per run, whenever new data has landed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fitlake_common.assets import ANY_LANDING_ASSET, WAREHOUSE_GOLD_ASSET
 from fitlake_common.dbt_watchers import PRODUCER_TASK_ID, DbtNodeWatcher, parsing_for_task
 
 DOC = """
-### Transform with dbt (bronze -> silver -> gold on DuckDB)
+### Transform with dbt (bronze -> silver -> gold, on DuckDB or Spark)
 Runs when a landing Asset gets an event (or by hand). **`dbt_build`** runs one `dbt build` of the
 whole project in its own process; the task group **`dbt`** (rendered by Cosmos from
 `dbt_project/target/manifest.json`) has a task per model (`<model>.run`) and per model's tests
@@ -26,15 +26,30 @@ docs changed) or were current (menu **Browse > dbt docs**, login required).
   upstream failed: ..."), so gold is never rebuilt from silver that failed its tests; unrelated
   branches build. `dbt_build` fails with the list of failures, and the run fails.
 * **On retry**: clear `dbt_build` (with its downstream tasks, the default): the watchers restart
-  with it and follow the new build. There is no other way dbt starts: no second process ever
-  opens the warehouse while the build runs (`dbt_build` holds the one-slot pool `duckdb_warehouse`,
-  `max_active_runs=1`). A killed build (SIGKILL, lost worker) fails `dbt_build` and the watchers of
-  every node it had not finished; DuckDB keeps each model's last commit, so the next run resumes.
+  with it and follow the new build. There is no other way dbt starts. A killed build (SIGKILL,
+  lost worker) fails `dbt_build` and the watchers of every node it had not finished; each model
+  keeps its last commit (DuckDB, Delta), so the next run resumes.
+* **Engine** (`$FITLAKE_DBT_TARGET`, the dbt target: `duckdb` by default, or `spark`):
+  * *DuckDB* admits one process per file: `dbt_build` holds the one-slot pool `duckdb_warehouse`,
+    so no other task opens the warehouse while it builds, and its queue (`$FITLAKE_DBT_QUEUE`,
+    `dbt`) must be served by the one worker that has the warehouse file.
+  * *Spark* with `$FITLAKE_SPARK_METHOD=thrift` (a shared Spark Thrift server): dbt is only a client,
+    the SQL runs on the Spark cluster, and readers see a consistent Delta snapshot while the build
+    writes. No pool: readers and other tasks run beside the build, and any worker of the `dbt`
+    queue can run it. With `session` (Spark inside the task, a local Derby metastore: one JVM at a
+    time) the pool stays.
+  * Either way one build at a time (`max_active_runs=1`): two builds of the same incremental
+    models would race their merges and watermarks, whatever the engine.
 * **as_of_date**: the Param, else the logical date (asset-triggered runs: when the run was queued).
 * **full_refresh** rebuilds incremental models; **select** is a dbt selector (`gym_summary`,
   `tag:silver`): the models it matches *and their upstream models* build (an incremental model must
   never run ahead of its parents, or it would skip rows they write later); the others are skipped.
 """
+DOC += (
+    f"\n**This deployment**: dbt target `{config.DBT_TARGET}` ({config.DBT_ENGINE}"
+    f"{', ' + config.SPARK_METHOD if config.DBT_ENGINE == 'spark' else ''}); `dbt_build` in the pool "
+    f"`{config.DBT_BUILD_POOL or 'default_pool'}`, on the queue `{config.DBT_QUEUE}`.\n"
+)
 
 with DAG(
     dag_id="transform_dbt",
@@ -55,7 +70,13 @@ with DAG(
     default_args={"owner": config.OWNER, "retries": 0},
 ):
 
-    @task(task_id=PRODUCER_TASK_ID, pool=config.WAREHOUSE_POOL, priority_weight=100, outlets=[WAREHOUSE_GOLD_ASSET])
+    @task(
+        task_id=PRODUCER_TASK_ID,
+        pool=config.DBT_BUILD_POOL,  # None (the default pool) when the warehouse admits many processes
+        queue=config.DBT_QUEUE,
+        priority_weight=100,
+        outlets=[WAREHOUSE_GOLD_ASSET],
+    )
     def build(params: dict, ti=None, dag_run=None, outlet_events=None) -> dict:
         return dbt_build.run_build_task(params, ti, dag_run, outlet_events)
 

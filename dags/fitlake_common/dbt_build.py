@@ -247,7 +247,10 @@ class BuildRecord:
 
     @staticmethod
     def path() -> Path:
-        return config.WAREHOUSE.with_name(config.WAREHOUSE.name + ".last_build.json")
+        if config.DBT_ENGINE == "duckdb":
+            return config.WAREHOUSE.with_name(config.WAREHOUSE.name + ".last_build.json")
+        # Spark's warehouse may be on another machine: the record is kept with the transform's dbt artefacts
+        return config.DBT_TARGET_DIR.parent / f"last_build.{config.DBT_TARGET}.json"
 
     @classmethod
     def load(cls) -> BuildRecord | None:
@@ -263,6 +266,10 @@ class BuildRecord:
 
 
 def _warehouse_inode() -> int:
+    """The DuckDB file's inode: a replaced or deleted warehouse invalidates the record. A Spark warehouse is
+    not a local file (-1): after dropping its tables by hand, trigger a run with `full_refresh`."""
+    if config.DBT_ENGINE != "duckdb":
+        return -1
     try:
         return config.WAREHOUSE.stat().st_ino
     except OSError:
@@ -482,7 +489,7 @@ def gated_by_tested_model() -> Iterator[None]:
 
 def docs_fingerprint(manifest) -> str:
     """What the docs site shows of the project: descriptions, columns, docs blocks, lineage, code."""
-    parts = []
+    parts = [config.DBT_TARGET]  # the catalog (column types, statistics) is the engine's
     for uid, node in sorted({**manifest.nodes, **manifest.sources}.items()):
         columns = {name: (c.description, c.data_type) for name, c in sorted(node.columns.items())}
         depends = sorted(getattr(getattr(node, "depends_on", None), "nodes", None) or [])
@@ -533,7 +540,8 @@ def run_dbt_build(
     run_id: str = "",
 ) -> BuildSummary:
     """Everything the `dbt_build` task does, callable without Airflow (`publish` takes the status payload)."""
-    config.WAREHOUSE.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its directory
+    if config.DBT_ENGINE == "duckdb":
+        config.WAREHOUSE.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its directory
     board = NodeStatusBoard(publish).start()
     preparing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbt-parse")
     session_ready = None

@@ -6,6 +6,8 @@ No Docker engine runs here, so this checks the file the way `docker compose conf
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 AIRFLOW = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
-LONG_RUNNING = ["postgres", "kafka", "sqlserver", *AIRFLOW]
+WORKERS = ["airflow-worker-landing", "airflow-worker-dbt"]
+SPARK = ["spark-master", "spark-worker", "spark-thrift"]
+LONG_RUNNING = ["redis", "postgres", "kafka", "sqlserver", *AIRFLOW, *WORKERS, *SPARK]
 ONE_SHOT = ["sqlserver-init", "source-init", "simulator", "airflow-init"]
 DAG_ENV = [
     "FITLAKE_KAFKA_BOOTSTRAP",
@@ -40,6 +44,7 @@ def test_every_component_is_there():
 @pytest.mark.parametrize(
     "service,image",
     [
+        ("redis", r"^redis:\d+\.\d+"),
         ("postgres", r"^postgres:\d+"),
         ("kafka", r"^apache/kafka:\d+\.\d+"),
         ("sqlserver", r"^mcr\.microsoft\.com/(mssql/server|azure-sql-edge)"),
@@ -59,7 +64,7 @@ def test_kafka_runs_in_kraft_mode():
     assert env["KAFKA_ADVERTISED_LISTENERS"].endswith("kafka:9092")
 
 
-@pytest.mark.parametrize("service", ["source-init", "simulator", "airflow-init", *AIRFLOW])
+@pytest.mark.parametrize("service", ["source-init", "simulator", "airflow-init", *AIRFLOW, *WORKERS])
 def test_fitlake_services_share_one_image_built_from_the_repo(service):
     spec = SERVICES[service]
     assert spec["image"] == "fitlake-airflow:latest"
@@ -107,7 +112,7 @@ def test_no_dependency_cycles():
         done |= ready
 
 
-@pytest.mark.parametrize("service", ["source-init", "simulator", *AIRFLOW, "airflow-init"])
+@pytest.mark.parametrize("service", ["source-init", "simulator", *AIRFLOW, *WORKERS, "airflow-init"])
 def test_dags_and_ingestion_are_pointed_at_the_services(service):
     env = env_of(service)
     for name in DAG_ENV:
@@ -121,10 +126,12 @@ def test_dags_and_ingestion_are_pointed_at_the_services(service):
     assert env["FITLAKE_LANDING_ROOT"].startswith("/opt/fitlake/data/")
 
 
-@pytest.mark.parametrize("service", [*AIRFLOW, "airflow-init"])
+@pytest.mark.parametrize("service", [*AIRFLOW, *WORKERS, "airflow-init"])
 def test_airflow_components_share_metadata_db_secrets_and_volumes(service):
     env = env_of(service)
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}@redis:6379/0"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:${POSTGRES_PASSWORD")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:${POSTGRES_PASSWORD")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow")
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET:?")
@@ -134,7 +141,120 @@ def test_airflow_components_share_metadata_db_secrets_and_volumes(service):
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080/")
     volumes = SERVICES[service]["volumes"]
     assert "./dags:/opt/fitlake/dags:ro" in volumes
-    assert "fitlake-data:/opt/fitlake/data" in volumes
+    assert "airflow-logs:/opt/airflow/logs" in volumes
+
+
+def mounts(service: str) -> dict[str, str]:
+    """Mount point -> source[:ro] of a service's volumes."""
+    result = {}
+    for volume in SERVICES[service].get("volumes", []):
+        source, target, *mode = volume.split(":")
+        result[target] = ":".join([source, *mode])
+    return result
+
+
+LANDING = "/opt/fitlake/data/landing"
+SPARK_WAREHOUSE = "/opt/fitlake/spark/warehouse"
+
+
+def test_the_landing_zone_is_one_volume_every_worker_and_spark_mount():
+    for service in [*WORKERS, "spark-worker", "spark-thrift", "airflow-init"]:
+        assert mounts(service)[LANDING].split(":")[0] == "fitlake-landing", service
+    assert mounts("airflow-worker-landing")[LANDING] == "fitlake-landing", "the landers write it"
+    for reader in ("airflow-worker-dbt", "spark-worker", "spark-thrift"):
+        assert mounts(reader)[LANDING] == "fitlake-landing:ro", reader
+    assert env_of("airflow-worker-dbt")["FITLAKE_LANDING_ROOT"] == LANDING
+
+
+def test_the_warehouse_dbt_artefacts_and_docs_live_where_they_are_used():
+    """The DuckDB file only on the dbt worker; the docs written there and served by the API server; the
+    scheduler, the triggerer and the DAG processor need no data at all (they read the image's manifest)."""
+    dbt = mounts("airflow-worker-dbt")
+    assert dbt["/opt/fitlake/data/warehouse"] == "fitlake-warehouse"
+    assert dbt["/opt/fitlake/data/dbt"] == "fitlake-dbt" and dbt["/opt/fitlake/data/dbt_docs"] == "fitlake-docs"
+    assert env_of("airflow-worker-dbt")["FITLAKE_WAREHOUSE"].startswith("/opt/fitlake/data/warehouse/")
+    assert mounts("airflow-apiserver")["/opt/fitlake/data/dbt_docs"] == "fitlake-docs:ro"
+    users = [name for name in SERVICES if "fitlake-warehouse" in " ".join(SERVICES[name].get("volumes", []))]
+    assert sorted(users) == ["airflow-init", "airflow-worker-dbt"]
+    for name in ("airflow-scheduler", "airflow-triggerer", "airflow-dag-processor"):
+        assert not [t for t in mounts(name) if t.startswith("/opt/fitlake/data")], name
+    for name in ("spark-worker", "spark-thrift"):
+        assert mounts(name)[SPARK_WAREHOUSE] == "spark-warehouse", "executors write the Delta files the driver plans"
+
+
+def test_celery_workers_serve_the_landing_and_dbt_queues():
+    env = env_of("airflow-worker-landing")
+    assert (env["FITLAKE_LANDING_QUEUE"], env["FITLAKE_DBT_QUEUE"]) == ("landing", "dbt")
+    landing = SERVICES["airflow-worker-landing"]["command"].split()
+    dbt = SERVICES["airflow-worker-dbt"]["command"].split()
+    assert landing[:2] == dbt[:2] == ["celery", "worker"]
+    assert landing[landing.index("--queues") + 1].split(",") == ["landing", "default"]
+    # DuckDB admits one writing process: one dbt worker, one slot
+    assert dbt[dbt.index("--queues") + 1] == "dbt" and dbt[dbt.index("--concurrency") + 1] == "1"
+    for name in WORKERS:
+        spec = SERVICES[name]
+        assert spec["environment"]["DUMB_INIT_SETSID"] == "0", "SIGTERM must reach Celery (warm shutdown)"
+        assert "inspect ping" in spec["healthcheck"]["test"][1]
+        assert spec["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert spec["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
+    assert SERVICES["airflow-worker-landing"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert "--requirepass" in SERVICES["redis"]["command"]
+
+
+def test_spark_services_for_the_spark_target():
+    """A standalone master and workers, and the Thrift server dbt talks to, in the `spark` profile."""
+    for name in SPARK:
+        spec = SERVICES[name]
+        assert spec["profiles"] == ["spark"] and spec["image"] == "fitlake-spark:latest"
+        assert (REPO_ROOT / spec["build"]["context"] / spec["build"]["dockerfile"]).is_file()
+    assert SERVICES["spark-worker"]["command"][2] == "spark://spark-master:7077"
+    thrift = SERVICES["spark-thrift"]["command"]
+    assert thrift[:3] == ["spark-submit", "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"]
+    assert thrift[thrift.index("--master") + 1] == "spark://spark-master:7077"
+    assert "hive.server2.thrift.port=10000" in thrift and "spark-internal" in thrift
+    env = env_of("airflow-worker-dbt")
+    assert (env["FITLAKE_SPARK_METHOD"], env["FITLAKE_SPARK_HOST"], env["FITLAKE_SPARK_PORT"]) == (
+        "thrift",
+        "spark-thrift",
+        "10000",
+    )
+    assert env["FITLAKE_DBT_TARGET"] == "${FITLAKE_DBT_TARGET:-duckdb}"
+    dockerfile = (REPO_ROOT / "dags/deploy/spark.Dockerfile").read_text()
+    assert "requirements-spark.txt" in dockerfile and "spark_delta/pom.xml" in dockerfile
+    assert "spark-defaults.conf" in dockerfile
+    assert 'dbt-spark[PyHive]"' in (REPO_ROOT / "dags/deploy/Dockerfile").read_text()
+
+
+def test_spark_defaults_agree_with_the_profile_semantics():
+    """The Thrift server's confs and the profile's session target give the models the same SQL."""
+    defaults = dict(
+        line.split(None, 1)
+        for line in (REPO_ROOT / "dags/deploy/spark-defaults.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    profile = yaml.safe_load((REPO_ROOT / "dbt_project/profiles.yml").read_text())["fitlake"]["outputs"]["spark"]
+    params = profile["server_side_parameters"]
+    for key in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog", "spark.sql.sources.default",
+                "spark.sql.session.timeZone", "spark.sql.legacy.timeParserPolicy",
+                "spark.databricks.delta.snapshotPartitions"):  # fmt: skip
+        assert defaults[key].strip() == str(params[key]), key
+    assert defaults["spark.sql.ansi.enabled"].strip() == "false"  # dbt-spark's session setting
+    for key in ("spark.sql.ansi.enabled", "spark.sql.session.timeZone", "spark.sql.legacy.timeParserPolicy"):
+        assert str(params[f"set:hiveconf:{key}"]) == defaults[key].strip(), f"sent per thrift session: {key}"
+
+
+@pytest.mark.parametrize("profile", [[], ["--profile", "spark"]])
+def test_docker_compose_accepts_the_file_with_the_example_env(profile):
+    """Debian's docker-compose reads the file as a deployment would: schema, anchors, interpolation."""
+    assert shutil.which("docker-compose"), "docker-compose is not installed: run `make setup-dev`"
+    done = subprocess.run(
+        ["docker-compose", "--env-file", ".env.example", *profile, "config", "-q"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_airflow_commands():
@@ -162,15 +282,22 @@ def test_named_volumes_are_declared():
             source = volume.split(":", 1)[0]
             if not source.startswith((".", "/")):
                 assert source in declared, f"{name} mounts undeclared volume {source}"
-    assert {"postgres-data", "kafka-data", "mssql-data", "fitlake-data"} <= declared
+    assert {"postgres-data", "redis-data", "kafka-data", "mssql-data", "fitlake-landing", "spark-warehouse"} <= declared
 
 
 def test_ui_port_and_secrets_come_from_env_file():
     assert SERVICES["airflow-apiserver"]["ports"] == ["${AIRFLOW_UI_PORT:-8080}:8080"]
     example = (REPO_ROOT / ".env.example").read_text()
     required = set(re.findall(r"\$\{(\w+):\?", (REPO_ROOT / "docker-compose.yml").read_text()))
-    assert required == {"FITLAKE_SOURCE_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD"}
-    for name in required | {"AIRFLOW_FERNET_KEY", "FITLAKE_SQL_SCHEDULE", "FITLAKE_KAFKA_SCHEDULE"}:
+    assert required == {
+        "FITLAKE_SOURCE_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "REDIS_PASSWORD",
+    }
+    defaulted = set(re.findall(r"\$\{(\w+):-", (REPO_ROOT / "docker-compose.yml").read_text()))
+    for name in required | defaulted | {"AIRFLOW_FERNET_KEY"}:
         assert re.search(rf"^{name}=", example, re.MULTILINE), f".env.example misses {name}"
     for line in example.splitlines():
         if "PASSWORD=" in line or "SECRET=" in line:
