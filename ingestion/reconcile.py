@@ -232,7 +232,8 @@ def _topic_lag(consumer, settings: Settings, topic: str, max_lag: int) -> Reconc
         expired_total += expired
     status = "error" if expired_total else "warn" if lag_total > max_lag else "pass"
     detail = f"{lag_total} message(s) not landed yet (limit {max_lag}); " + ", ".join(
-        f"p{p}: landed to {v['landed_to']}, end {v['end']}" + (f", {v['expired']} expired unlanded" if v["expired"] else "")
+        f"p{p}: landed to {v['landed_to']}, end {v['end']}"
+        + (f", {v['expired']} expired unlanded" if v["expired"] else "")
         for p, v in sorted(per_partition.items())
     )
     if expired_total:

@@ -35,7 +35,13 @@ def _insert_users(settings, rows):
 
 
 def _user(user_id: int, modified_at: datetime) -> tuple:
-    return (user_id, 300000 + user_id, f"0a:1b:2c:3d:{user_id // 256:02x}:{user_id % 256:02x}", modified_at, modified_at)
+    return (
+        user_id,
+        300000 + user_id,
+        f"0a:1b:2c:3d:{user_id // 256:02x}:{user_id % 256:02x}",
+        modified_at,
+        modified_at,
+    )
 
 
 def _by_entity(results):

@@ -1,0 +1,88 @@
+"""Watch the pipeline: health checks into the health history, alerts, the snapshot and the dashboard."""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+from fitlake_common import alerts, config, monitor
+from fitlake_common.assets import WAREHOUSE_GOLD_ASSET
+
+DOC = """
+### Monitor: health checks, alerts, dashboard
+Runs every hour (`$FITLAKE_MONITOR_SCHEDULE`) and after every successful transform (the Asset
+`fitlake://warehouse/gold`). Every result (check, entity, value, threshold, status, time) is
+appended to the **health history** (`$FITLAKE_HEALTH_DIR/history/*.parquet`, outside the
+warehouse: full refreshes never lose it).
+
+| check | entity | fails when (default threshold) |
+|---|---|---|
+| `freshness` | each SQL table and Kafka topic | newest landed file older than 12 h (warn) / 24 h (error) |
+| `volume` | each source entity and gold table | a day's rows off the trailing 7-day mean by > 10 % (warn) |
+| `duplicates` | every bronze, silver and gold grain | any duplicated key (error) |
+| `reconciliation` | each SQL table | a source row version behind the watermark never landed (error) |
+| `kafka_lag` | each topic | messages not landed > 1,000,000 (warn); offsets expired unlanded (error) |
+| `quarantine_rate` | each topic and SQL table | > 1 % of a run's records quarantined, at least 10 (warn) |
+
+Tasks: `warehouse_checks` (dbt source freshness + `dbt build --select tag:health`, in the
+`duckdb_warehouse` pool) and `source_checks` (reconciliation, Kafka lag: no warehouse) ->
+`record` -> `alert` (SMTP / Slack notifiers from the connections `fitlake_smtp` / `fitlake_slack`;
+none configured: no alert). After a transform (or with **refresh_snapshot**), `refresh_snapshot`
+exports gold to a Parquet snapshot (pool, seconds) that the dashboard (**Browse > FitLake
+dashboard**) and the API (`/fitlake-api/v1/`) read; `dashboard` regenerates the page every run.
+A failing check does not fail the run (it is data: history, alert, dashboard); a check that cannot
+run is recorded as a failing `dbt` check, and a crashed task fails the run and alerts.
+"""
+
+schedule = CronTriggerTimetable(os.environ.get("FITLAKE_MONITOR_SCHEDULE", "@hourly"), timezone="UTC")
+
+with DAG(
+    dag_id="monitor",
+    schedule=AssetOrTimeSchedule(timetable=schedule, assets=WAREHOUSE_GOLD_ASSET),
+    catchup=False,
+    max_active_runs=1,
+    tags=["fitlake", "monitor", "health"],
+    doc_md=DOC,
+    params={
+        "refresh_snapshot": Param(
+            False,
+            type="boolean",
+            description="Export a new snapshot for the dashboard and API (default: after a transform)",
+        )
+    },
+    default_args={"owner": config.OWNER, "retries": 1},
+    **alerts.DAG_FAILURE_ALERTS,
+):
+
+    @task(pool=config.WAREHOUSE_POOL)
+    def warehouse_checks() -> list[dict]:
+        return monitor.warehouse_checks()
+
+    @task
+    def source_checks() -> list[dict]:
+        return monitor.source_checks()
+
+    @task
+    def record(warehouse: list[dict], sources: list[dict], dag_run=None) -> dict:
+        return monitor.record(warehouse + sources, dag_run.dag_id, dag_run.run_id)
+
+    @task
+    def alert(recorded: dict, dag_run=None, **context) -> list[str]:
+        return monitor.alert(recorded, dag_run.dag_id, dag_run.run_id, context)
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def snapshot_wanted(params=None, triggering_asset_events=None) -> bool:
+        return monitor.should_refresh_snapshot(params, triggering_asset_events)
+
+    @task(pool=config.WAREHOUSE_POOL)
+    def refresh_snapshot(dag_run=None) -> dict:
+        return monitor.refresh_snapshot(source=f"{dag_run.dag_id} {dag_run.run_id}")
+
+    @task(trigger_rule="none_failed")
+    def dashboard() -> str:
+        return monitor.build_dashboard()
+
+    recorded = record(warehouse_checks(), source_checks())
+    alert(recorded)
+    snapshot = refresh_snapshot()
+    recorded >> snapshot_wanted() >> snapshot >> dashboard()
