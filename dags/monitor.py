@@ -34,11 +34,16 @@ A failing check does not fail the run (it is data: history, alert, dashboard); a
 run is recorded as a failing `dbt` check, and a crashed task fails the run and alerts.
 """
 
-schedule = CronTriggerTimetable(os.environ.get("FITLAKE_MONITOR_SCHEDULE", "@hourly"), timezone="UTC")
+# hourly and after each transform; `none`: only after transforms (and manual runs)
+CRON = os.environ.get("FITLAKE_MONITOR_SCHEDULE", "@hourly").strip()
+if CRON.lower() in ("", "none", "off", "manual"):
+    SCHEDULE = WAREHOUSE_GOLD_ASSET
+else:
+    SCHEDULE = AssetOrTimeSchedule(timetable=CronTriggerTimetable(CRON, timezone="UTC"), assets=WAREHOUSE_GOLD_ASSET)
 
 with DAG(
     dag_id="monitor",
-    schedule=AssetOrTimeSchedule(timetable=schedule, assets=WAREHOUSE_GOLD_ASSET),
+    schedule=SCHEDULE,
     catchup=False,
     max_active_runs=1,
     tags=["fitlake", "monitor", "health"],
@@ -50,7 +55,7 @@ with DAG(
             description="Export a new snapshot for the dashboard and API (default: after a transform)",
         )
     },
-    default_args={"owner": config.OWNER, "retries": 1},
+    default_args={"owner": config.OWNER, "retries": int(os.environ.get("FITLAKE_MONITOR_RETRIES", "1"))},
     **alerts.DAG_FAILURE_ALERTS,
 ):
 

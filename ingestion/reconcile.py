@@ -126,7 +126,8 @@ def reconcile_sql_table(
                 (select count(*) from (select distinct {key} from not_landed as s where {settled}) as m
                     where not exists (select 1 from landed as l where {same_key("m")})) as lost_keys,
                 (select count(*) from (select distinct {key} from landed) as l
-                    where not exists (select 1 from source_versions as s where {same_key("s")})) as keys_gone_from_source
+                    where not exists (select 1 from source_versions as s where {same_key("s")}))
+                    as keys_gone_from_source
         """
         params = [floor, floor, floor] if floor is not None else []
         row = con.execute(metrics_sql, params).fetchone()

@@ -100,7 +100,8 @@ def freshness_results(sources_json: dict) -> list[CheckResult]:
                 status if status in STATUSES else "error",
                 hours,
                 error_h,
-                f"newest file landed {hours:.1f} h ago ({landed_at}); warn after {warn_h:g} h, error after {error_h:g} h",
+                f"newest file landed {hours:.1f} h ago ({landed_at}); "
+                f"warn after {warn_h:g} h, error after {error_h:g} h",
                 "landing",
             )
         )
