@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 from fitlake_common import alerts, config, monitor
@@ -55,7 +56,11 @@ with DAG(
             description="Export a new snapshot for the dashboard and API (default: after a transform)",
         )
     },
-    default_args={"owner": config.OWNER, "retries": int(os.environ.get("FITLAKE_MONITOR_RETRIES", "1"))},
+    default_args={
+        "owner": config.OWNER,
+        "retries": int(os.environ.get("FITLAKE_MONITOR_RETRIES", "1")),
+        "retry_delay": timedelta(seconds=int(os.environ.get("FITLAKE_MONITOR_RETRY_DELAY_SECONDS", "60"))),
+    },
     **alerts.DAG_FAILURE_ALERTS,
 ):
 

@@ -158,7 +158,9 @@ class HealthInstallation:
                 "FITLAKE_SQL_SCHEDULE": "none",
                 "FITLAKE_KAFKA_SCHEDULE": "none",
                 "FITLAKE_MONITOR_SCHEDULE": "none",
-                "FITLAKE_MONITOR_RETRIES": "0",
+                # a task that a loaded machine fails before it starts is retried, quickly
+                "FITLAKE_MONITOR_RETRIES": "1",
+                "FITLAKE_MONITOR_RETRY_DELAY_SECONDS": "2",
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
                 **connections,
                 **(extra_env or {}),

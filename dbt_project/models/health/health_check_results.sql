@@ -27,7 +27,9 @@ duplicates as (
         cast(duplicate_keys as double) as value,
         cast(max_duplicate_keys as double) as threshold,
         status,
-        printf('%d duplicated key(s) (%d extra rows of %d) on (%s)', duplicate_keys, extra_rows, total_rows, key_columns)
+        printf(
+            '%d duplicated key(s) (%d extra rows of %d) on (%s)', duplicate_keys, extra_rows, total_rows, key_columns
+        )
             as detail
     from {{ ref('health_duplicate_keys') }}
 
@@ -42,9 +44,11 @@ quarantine as (
         quarantine_rate as value,
         max_rate as threshold,
         status,
-        printf('run loaded at %s: %d of %d record(s) quarantined (%.2f %%, limit %.2f %% and at least %d)',
+        printf(
+            'run loaded at %s: %d of %d record(s) quarantined (%.2f %%, limit %.2f %% and at least %d)',
             strftime(load_time, '%Y-%m-%d %H:%M:%S'), quarantined, records, 100 * quarantine_rate, 100 * max_rate,
-            min_records) as detail
+            min_records
+        ) as detail
     from {{ ref('health_quarantine_rate') }}
     where is_latest_run
 

@@ -22,7 +22,7 @@ gym_logins as (
         'gym_logins' as entity,
         'bronze' as layer,
         cast(login as date) as day,
-        count(distinct (mac_address, gym, login)) as row_count
+        count(distinct row(mac_address, gym, login)) as row_count
     from {{ ref('gym_logins_bz') }}
     where login is not null
     group by all
@@ -144,7 +144,7 @@ thresholds as (
     select
         '{{ entity }}' as entity,
         {{ health_volume_threshold(entity, 'max_change') }} as max_change,
-        {{ health_volume_threshold(entity, 'min_rows') }} as min_rows
+        {{ health_volume_threshold(entity, 'min_rows') }} as min_rows  -- noqa: RF04
     {{- "\n    union all" if not loop.last }}
     {%- endfor %}
 

@@ -36,13 +36,19 @@ final as (
         case
             when v.entity is null then 'fewer than 2 days of data: nothing to compare yet'
             when v.status = 'skipped' and v.trailing_days < {{ var('health_volume_trailing_days') | int }}
-                then printf('%s: %d rows; only %d earlier day(s) of data, the check needs %d',
-                    v.day, v.row_count, v.trailing_days, {{ var('health_volume_trailing_days') | int }})
+                then printf(
+                        '%s: %d rows; only %d earlier day(s) of data, the check needs %d',
+                        v.day, v.row_count, v.trailing_days, {{ var('health_volume_trailing_days') | int }}
+                    )
             when v.status = 'skipped'
-                then printf('%s: %d rows; trailing mean %.1f is below the minimum volume %d',
-                    v.day, v.row_count, v.trailing_mean, v.min_rows)
-            else printf('%s: %d rows against a trailing %d-day mean of %.1f (%+.1f %%, limit ±%.1f %%)',
-                v.day, v.row_count, v.trailing_days, v.trailing_mean, 100 * v.change_ratio, 100 * v.max_change)
+                then printf(
+                        '%s: %d rows; trailing mean %.1f is below the minimum volume %d',
+                        v.day, v.row_count, v.trailing_mean, v.min_rows
+                    )
+            else printf(
+                    '%s: %d rows against a trailing %d-day mean of %.1f (%+.1f %%, limit ±%.1f %%)',
+                    v.day, v.row_count, v.trailing_days, v.trailing_mean, 100 * v.change_ratio, 100 * v.max_change
+                )
         end as detail,
         v.day as observed_day
     from entities as e
