@@ -164,9 +164,13 @@ def create_app(auth_dependency=None, root_path: str = "") -> FastAPI:
         dependencies=dependencies,
         docs_url=None,  # Swagger UI loads its assets from a CDN, unreachable here
         redoc_url=None,
-        openapi_url="/v1/openapi.json",
+        openapi_url=None,  # served below, behind the same auth (FastAPI's own route skips app dependencies)
         servers=[{"url": root_path}] if root_path else None,
     )
+
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    def openapi_schema():
+        return app.openapi()
 
     @app.get("/v1/gym_summary", response_model=GymSummaryPage, responses=NO_SNAPSHOT, tags=["gold"])
     def gym_summary(gym: Gym = None, from_: From = None, to: To = None, limit: Limit = 100, offset: Offset = 0):
