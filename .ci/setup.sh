@@ -28,6 +28,12 @@ if has_extra dev; then
   command -v mvn >/dev/null || SYSTEM_PACKAGES+=(maven)
 fi
 
+# uv installs the virtualenv; it comes from PyPI through pip when it is not there yet. A bare Debian
+# image (the CI workflow's debian:bookworm) has no pip.
+if ! command -v uv >/dev/null && [ ! -x "$HOME/.local/bin/uv" ] && ! python3 -m pip --version >/dev/null 2>&1; then
+  SYSTEM_PACKAGES+=(python3-pip)
+fi
+
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -60,7 +66,10 @@ for requirements in "${requirement_files[@]}"; do
   if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then continue; fi
   echo "==> installing the pinned $requirements into .venv"
   if ! command -v uv >/dev/null && [ ! -x "$("$PYTHON" -m site --user-base)/bin/uv" ]; then
-    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --user uv || PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q uv
+    # Debian marks its Python "externally managed" (PEP 668) and refuses even a --user install
+    # without PIP_BREAK_SYSTEM_PACKAGES; a --user install of uv leaves Debian's packages alone.
+    PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install -q --user uv ||
+      PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q uv
   fi
   UV=$(command -v uv || echo "$("$PYTHON" -m site --user-base)/bin/uv")
   [ -x .venv/bin/python ] || "$UV" venv -q -p "$PYTHON" .venv

@@ -14,6 +14,9 @@ Each task extracts one table incrementally by its `modified_at` watermark with a
 A task that landed rows publishes the Asset `fitlake://landing/sql/<table>`, which schedules
 **transform_dbt**; a task with nothing new is *skipped* (no Asset event).
 
+* Credentials: the Airflow connection `fitlake_source` (ODBC or MSSQL type; from the secrets backend,
+  `AIRFLOW_CONN_FITLAKE_SOURCE` or Admin > Connections), else `$FITLAKE_SOURCE_ODBC` /
+  `$FITLAKE_SOURCE_PASSWORD`; with `FITLAKE_CONNECTIONS=required` the connection must exist.
 * Schedule: `$FITLAKE_SQL_SCHEDULE` (default hourly; `none` for manual only). Manual runs: pick a table.
 * Retries with exponential backoff (source failover, network). Reruns are safe: landing is exactly-once.
 * Logs: rows, files, MB, seconds and the new watermark per table.

@@ -1,27 +1,39 @@
-"""Build the dbt project (bronze -> silver -> gold) with Cosmos whenever new data has landed."""
+"""Build the dbt project (bronze -> silver -> gold on DuckDB) once per run, whenever new data has landed."""
 
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
-from cosmos import DbtTaskGroup
-from fitlake_common import config, cosmos_config, dbt_runtime
-from fitlake_common.assets import ANY_LANDING_ASSET
+from fitlake_common import config, dbt_build
+from fitlake_common.assets import ANY_LANDING_ASSET, WAREHOUSE_GOLD_ASSET
+from fitlake_common.dbt_watchers import PRODUCER_TASK_ID, DbtNodeWatcher, parsing_for_task
 
 DOC = """
 ### Transform with dbt (bronze -> silver -> gold on DuckDB)
-Runs when any landing Asset gets an event (or by hand). The dbt project is rendered by Cosmos from
-`dbt_project/target/manifest.json` (built by `make dbt-manifest`): one task group per model, its
-`run` then its `test`. A failing error-level test fails that group and every model downstream is
-`upstream_failed` (gold is never rebuilt from silver that failed its tests); unrelated branches go on.
-Finally `dbt docs generate` refreshes the docs (menu **Browse > dbt docs**, login required).
+Runs when a landing Asset gets an event (or by hand). **`dbt_build`** runs one `dbt build` of the
+whole project in its own process; the task group **`dbt`** (rendered by Cosmos from
+`dbt_project/target/manifest.json`) has a task per model (`<model>.run`) and per model's tests
+(`<model>.test`), plus one per multi-parent test: each shows what the build did to those nodes,
+as dbt reports them. They run in the triggerer, never on a worker, and never start dbt.
+**`docs_generate`** shows whether the dbt docs were regenerated (only when models, columns or
+docs changed) or were current (menu **Browse > dbt docs**, login required).
 
+* **One cycle, one build**: `dbt_build` first waits (up to `$FITLAKE_TRANSFORM_COALESCE_SECONDS`,
+  60 s) while a landing DAG run is in flight, so landing both sources gives one build. When nothing
+  has landed since the last successful build, and neither the project nor the as-of date changed,
+  `dbt_build` is *skipped* with that reason, and so is everything else: a run in seconds.
+* **On failure**: a failing error-level test turns its model's `test` task red (its log lists the
+  test and dbt's message); every model downstream of that model is *skipped* ("not rebuilt:
+  upstream failed: ..."), so gold is never rebuilt from silver that failed its tests; unrelated
+  branches build. `dbt_build` fails with the list of failures, and the run fails.
+* **On retry**: clear `dbt_build` (with its downstream tasks, the default): the watchers restart
+  with it and follow the new build. There is no other way dbt starts: no second process ever
+  opens the warehouse while the build runs (`dbt_build` holds the one-slot pool `duckdb_warehouse`,
+  `max_active_runs=1`). A killed build (SIGKILL, lost worker) fails `dbt_build` and the watchers of
+  every node it had not finished; DuckDB keeps each model's last commit, so the next run resumes.
 * **as_of_date**: the Param, else the logical date (asset-triggered runs: when the run was queued).
 * **full_refresh** rebuilds incremental models; **select** is a dbt selector (`gym_summary`,
-  `tag:silver`): the models it matches *and their upstream models* run (an incremental model must
-  never run ahead of its parents, or it would skip rows they write later), the others are skipped.
-* Concurrency: DuckDB lets one process open the file read-write and refuses every other one, even
-  readers. Every task that opens the warehouse runs in the one-slot pool `duckdb_warehouse`, and
-  `max_active_runs=1` keeps a second run from interleaving its models with this run's.
+  `tag:silver`): the models it matches *and their upstream models* build (an incremental model must
+  never run ahead of its parents, or it would skip rows they write later); the others are skipped.
 """
 
 with DAG(
@@ -34,30 +46,34 @@ with DAG(
     params={
         "full_refresh": Param(False, type="boolean", description="Rebuild incremental models from scratch"),
         "select": Param(
-            "", type="string", description="dbt selector (its upstream models run too); empty builds everything"
+            None,
+            type=["null", "string"],
+            description="dbt selector, e.g. gym_summary or tag:silver (its upstream models build too); empty: all",
         ),
-        "as_of_date": Param(None, type=["null", "string"], format="date", description="Default: logical date"),
+        "as_of_date": Param(None, type=["null", "string"], format="date", description="Default: the logical date"),
     },
     default_args={"owner": config.OWNER, "retries": 0},
 ):
 
-    @task(task_id=dbt_runtime.PLAN_TASK_ID)
-    def plan(params: dict, dag_run=None, ti=None, dag=None) -> dict:
-        return dbt_runtime.run_plan_task(params, dag_run, ti, dag)
+    @task(task_id=PRODUCER_TASK_ID, pool=config.WAREHOUSE_POOL, priority_weight=100, outlets=[WAREHOUSE_GOLD_ASSET])
+    def build(params: dict, ti=None, dag_run=None, outlet_events=None) -> dict:
+        return dbt_build.run_build_task(params, ti, dag_run, outlet_events)
 
-    dbt = DbtTaskGroup(
-        group_id="dbt",
-        project_config=cosmos_config.PROJECT_CONFIG,
-        profile_config=cosmos_config.PROFILE_CONFIG,
-        execution_config=cosmos_config.EXECUTION_CONFIG,
-        render_config=cosmos_config.RENDER_CONFIG,
-        operator_args=cosmos_config.OPERATOR_ARGS,  # pool, trigger rule, the plan's full_refresh and as_of_date
-    )
+    build()
+    # A worker that loads this file to run `dbt_build` needs only that task: importing Cosmos and
+    # rendering the watchers would add a second or two to every run's start.
+    if not parsing_for_task(PRODUCER_TASK_ID):
+        from cosmos import DbtTaskGroup
+        from fitlake_common import cosmos_config
 
-    cosmos_config.gate_detached_tests(dbt)
-
-    @task(pool=config.WAREHOUSE_POOL, trigger_rule="none_failed")
-    def docs_generate() -> str:
-        return dbt_runtime.docs_generate()
-
-    plan() >> dbt >> docs_generate()
+        dbt = DbtTaskGroup(
+            group_id="dbt",
+            project_config=cosmos_config.PROJECT_CONFIG,
+            profile_config=cosmos_config.PROFILE_CONFIG,
+            execution_config=cosmos_config.EXECUTION_CONFIG,
+            render_config=cosmos_config.RENDER_CONFIG,
+        )
+        cosmos_config.link_detached_tests(dbt)
+        cosmos_config.leaf_tasks(dbt) >> DbtNodeWatcher(
+            task_id="docs_generate", watched=[dbt_build.DOCS_NODE], label="dbt docs"
+        )

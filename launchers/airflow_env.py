@@ -1,16 +1,22 @@
 """A local Airflow home for FitLake: the environment, the metadata DB, the login and the warehouse pool.
 
-Used by `make airflow`, `make demo` and tests/dags. Metadata is SQLite in AIRFLOW_HOME unless
-AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is already set (e.g. to the local PostgreSQL).
+Used by `make airflow`, `make demo`, `make bench-airflow` and tests/dags. Metadata is SQLite in
+AIRFLOW_HOME unless AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is already set.
+
+Safe by default: the UI listens on 127.0.0.1 (FITLAKE_AIRFLOW_HOST to change it); the admin password
+is generated once per Airflow home and kept there (FITLAKE_AIRFLOW_PASSWORD to choose it); the JWT
+and API secrets are generated per home at their recommended length, never committed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from fitlake_common.config import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
@@ -18,6 +24,9 @@ from fitlake_common.config import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION
 from launchers import DAGS_DIR, REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
+USERNAME = "admin"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json"
+SECRETS_FILE = "fitlake_secrets.json"
 
 
 def free_port() -> int:
@@ -26,13 +35,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _private_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(payload, handle)
+    path.chmod(0o600)
+
+
+def home_secrets(airflow_home: Path) -> dict[str, str]:
+    """The JWT signing key and the API secret key of this home, generated on first use.
+
+    HS512 wants a key of at least 64 bytes (PyJWT warns below that): 64 random bytes, URL-safe.
+    """
+    path = Path(airflow_home) / SECRETS_FILE
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("jwt_secret") and stored.get("api_secret_key"):
+            return stored
+    except (OSError, ValueError):
+        pass
+    stored = {"jwt_secret": secrets.token_urlsafe(64), "api_secret_key": secrets.token_urlsafe(64)}
+    _private_json(path, stored)
+    return stored
+
+
 def airflow_env(
     airflow_home: Path,
     *,
     data_root: Path | None = None,
     port: int = 8080,
-    username: str = "admin",
-    password: str = "admin",
+    host: str | None = None,
     isolated_ports: bool = False,
     extra: dict | None = None,
 ) -> dict[str, str]:
@@ -44,6 +77,8 @@ def airflow_env(
     airflow_home = Path(airflow_home).resolve()
     env = dict(os.environ)
     data_root = Path(data_root or env.get("FITLAKE_DATA_ROOT") or REPO_ROOT / "data").resolve()
+    host = host or env.get("FITLAKE_AIRFLOW_HOST") or "127.0.0.1"
+    keys = home_secrets(airflow_home)
     env.update(
         {
             "AIRFLOW_HOME": str(airflow_home),
@@ -51,13 +86,19 @@ def airflow_env(
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(DAGS_DIR / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": env.get("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
-            "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{username}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
-                airflow_home / "simple_auth_manager_passwords.json"
+            # a cycle lands five entities at once and builds once: enough slots for all of them
+            "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "8"),
+            # the scheduler looks for work every 0.1 s when idle (default 1 s): a task chain's gaps
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": env.get(
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "0.1"
             ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / PASSWORDS_FILE),
+            "AIRFLOW__API__HOST": host,
             "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+            "AIRFLOW__API__BASE_URL": f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}",
+            "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
@@ -75,22 +116,43 @@ def airflow_env(
         env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
         env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
     env.update(extra or {})
-    env["_FITLAKE_AIRFLOW_PASSWORD"] = password
     return env
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str
+    created: bool  # generated (or set) just now: show it once
+    path: Path
+
+
+def admin_login(env: dict[str, str]) -> Login:
+    """The admin login of this home: FITLAKE_AIRFLOW_PASSWORD, else the one kept in the home, else a new one."""
+    path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    chosen = env.get("FITLAKE_AIRFLOW_PASSWORD")
+    try:
+        kept = json.loads(path.read_text()).get(USERNAME)
+    except (OSError, ValueError):
+        kept = None
+    if chosen and chosen != kept:
+        _private_json(path, {USERNAME: chosen})
+        return Login(USERNAME, chosen, True, path)
+    if kept:
+        return Login(USERNAME, kept, False, path)
+    password = secrets.token_urlsafe(12)
+    _private_json(path, {USERNAME: password})
+    return Login(USERNAME, password, True, path)
 
 
 def airflow(env: dict[str, str], *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
     return subprocess.run([str(VENV_BIN / "airflow"), *args], env=env, check=check, text=True, capture_output=capture)
 
 
-def prepare_home(env: dict[str, str]) -> None:
+def prepare_home(env: dict[str, str]) -> Login:
     """Create AIRFLOW_HOME, the login, the metadata DB and the one-slot warehouse pool (idempotent)."""
-    home = Path(env["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    username = env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(":", 1)[0]
-    passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
-    passwords.write_text(json.dumps({username: env["_FITLAKE_AIRFLOW_PASSWORD"]}))
-    passwords.chmod(0o600)
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    login = admin_login(env)
     # One interpreter for both steps (each Airflow start-up costs seconds): migrate, then the pool.
     script = (
         "from airflow.utils.db import upgradedb; upgradedb()\n"
@@ -100,3 +162,4 @@ def prepare_home(env: dict[str, str]) -> None:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"Airflow metadata DB set-up failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return login

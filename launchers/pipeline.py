@@ -1,10 +1,8 @@
-"""Steps shared by `make demo`, `make airflow` and tests/dags: manifest, `airflow dags test`, warehouse report."""
+"""Steps shared by `make demo`, `make airflow` and tests/dags: the dbt manifest, the warehouse report."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
 from pathlib import Path
 
 from launchers.airflow_env import VENV_BIN
@@ -45,22 +43,6 @@ def ensure_manifest(env: dict[str, str], force: bool = False) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"dbt parse failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return manifest
-
-
-def dags_test(
-    env: dict[str, str], dag_id: str, conf: dict | None = None, log_dir: Path | None = None, echo: bool = False
-) -> subprocess.CompletedProcess:
-    """`airflow dags test <dag_id>`: one run, every task in this one process, no scheduler needed."""
-    command = [str(VENV_BIN / "airflow"), "dags", "test", dag_id]
-    if conf:
-        command += ["--conf", json.dumps(conf)]
-    started = time.monotonic()
-    done = subprocess.run(command, env=env, capture_output=not echo, text=True)
-    done.seconds = time.monotonic() - started
-    if log_dir is not None and not echo:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / f"{dag_id}-{int(time.time())}.log").write_text((done.stdout or "") + (done.stderr or ""))
-    return done
 
 
 def warehouse_report(warehouse: Path, sample: int = 5) -> dict:
@@ -112,4 +94,4 @@ def in_env(env: dict[str, str]):
     return load_settings({k: v for k, v in env.items() if k.startswith("FITLAKE_")})
 
 
-__all__ = ["dags_test", "ensure_manifest", "format_report", "in_env", "warehouse_report"]
+__all__ = ["ensure_manifest", "format_report", "in_env", "warehouse_report"]

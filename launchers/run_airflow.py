@@ -3,7 +3,9 @@
     python -m launchers.run_airflow [--port 8080]
 
 Airflow home: $FITLAKE_AIRFLOW_HOME (default .airflow/, SQLite metadata unless
-AIRFLOW__DATABASE__SQL_ALCHEMY_CONN points elsewhere). Login: admin / $FITLAKE_AIRFLOW_PASSWORD (default admin).
+AIRFLOW__DATABASE__SQL_ALCHEMY_CONN points elsewhere). Listens on 127.0.0.1 unless FITLAKE_AIRFLOW_HOST says
+otherwise. Login: admin, with a password generated once per Airflow home and kept in it (printed when it is
+made), or $FITLAKE_AIRFLOW_PASSWORD.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = Path(os.environ.get("FITLAKE_AIRFLOW_HOME") or REPO_ROOT / ".airflow")
-    password = os.environ.get("FITLAKE_AIRFLOW_PASSWORD", "admin")
-    env = airflow_env(home, port=args.port, password=password)
+    env = airflow_env(home, port=args.port)
     print(f"Airflow home {home}: metadata DB, login and pool duckdb_warehouse ...", flush=True)
-    prepare_home(env)
+    login = prepare_home(env)
     print(f"dbt manifest: {ensure_manifest(env)}", flush=True)
 
     from ingestion.stack import stack_up
@@ -44,8 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("starting airflow standalone (about 20-60 s) ...", flush=True)
         airflow.start(timeout=240)
+        password = (
+            f"{login.password}   (generated now, kept in {login.path})"
+            if login.created
+            else f"(password: cat {login.path})"
+        )
         print(
-            f"\n  Airflow UI  {airflow.url}\n  login       admin / {password}\n"
+            f"\n  Airflow UI  {airflow.url}\n  login       {login.username} / {password}\n"
             f"  dbt docs    {airflow.url}/fitlake-docs/ (after a transform_dbt run; login required)\n"
             f"  logs        {airflow.log_path}\n\nDAGs start paused: unpause them in the UI. Ctrl-C stops Airflow.",
             flush=True,

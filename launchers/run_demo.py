@@ -1,9 +1,10 @@
-"""`make demo`: embedded stack up, simulated data, the three DAGs through `airflow dags test`, a report.
+"""`make demo`: embedded stack, a simulated day, one cycle through the real Airflow scheduler, a report.
 
-    python -m launchers.run_demo [--members 200] [--gyms 5] [--days 2] [--seed 42]
+    python -m launchers.run_demo [--members 200] [--gyms 5] [--days 1] [--seed 42]
 
-Airflow home: $FITLAKE_AIRFLOW_HOME (default .airflow/ in the repository, SQLite metadata).
-The embedded broker is left running (`make stack-down` stops it).
+Airflow home: $FITLAKE_AIRFLOW_HOME (default .airflow/ in the repository, SQLite metadata); the same home
+`make airflow` opens afterwards, with this demo's runs in it. The embedded broker is left running
+(`make stack-down` stops it).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import time
 from pathlib import Path
 
 from launchers import REPO_ROOT
+from launchers.airflow_api import AirflowApi
 from launchers.airflow_env import VENV_BIN, airflow_env, prepare_home
-from launchers.pipeline import dags_test, ensure_manifest, format_report, in_env, warehouse_report
+from launchers.cycle import LANDING_DAGS, TRANSFORM_DAG, describe_run, run_cycle
+from launchers.pipeline import ensure_manifest, format_report, in_env, warehouse_report
+from launchers.standalone import Standalone
 
 
 def step(message: str) -> float:
@@ -29,19 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=200)
     parser.add_argument("--gyms", type=int, default=5)
-    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--as-of-date", default=None, help="dbt as_of_date (default: the run's logical date)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FITLAKE_AIRFLOW_PORT", "8080")))
     args = parser.parse_args(argv)
 
     home = Path(os.environ.get("FITLAKE_AIRFLOW_HOME") or REPO_ROOT / ".airflow")
-    env = airflow_env(home)
-    logs = home / "demo-logs"
+    # the demo drives the DAGs itself: no schedule fires while it runs
+    env = airflow_env(home, port=args.port, extra={"FITLAKE_SQL_SCHEDULE": "none", "FITLAKE_KAFKA_SCHEDULE": "none"})
     started = time.monotonic()
 
-    t = step(f"Airflow home {home} (SQLite metadata, pool duckdb_warehouse with 1 slot)")
-    prepare_home(env)
+    t = step(f"Airflow home {home} (SQLite metadata, pool duckdb_warehouse with 1 slot, login)")
+    login = prepare_home(env)
     print(f"    ready in {time.monotonic() - t:.0f}s")
+    if login.created:
+        print(f"    login {login.username} / {login.password} (generated once, kept in {login.path})")
     t = step("dbt manifest for Cosmos (dbt parse when the project changed)")
     print(f"    {ensure_manifest(env)} ({time.monotonic() - t:.0f}s)")
 
@@ -53,19 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 
     step(f"simulate {args.members} members, {args.gyms} gyms, {args.days} day(s), seed {args.seed}")
     simulated = subprocess.run(
-        [
-            str(VENV_BIN / "python"),
-            "-m",
-            "ingestion",
-            "simulate",
-            f"--members={args.members}",
-            f"--gyms={args.gyms}",
-            f"--days={args.days}",
-            f"--seed={args.seed}",
-        ],
+        [str(VENV_BIN / "python"), "-m", "ingestion", "simulate", f"--members={args.members}",
+         f"--gyms={args.gyms}", f"--days={args.days}", f"--seed={args.seed}"],
         env=env,
         cwd=REPO_ROOT,
-    )
+    )  # fmt: skip
     if simulated.returncode:
         print(
             "\nthe simulation failed (its error is above). A second demo on the same data clashes with the "
@@ -75,34 +73,44 @@ def main(argv: list[str] | None = None) -> int:
         )
         return simulated.returncode
 
-    conf = {"as_of_date": args.as_of_date} if args.as_of_date else None
-    for dag_id, dag_conf in (("land_azure_sql", None), ("land_kafka", None), ("transform_dbt", conf)):
-        step(f"airflow dags test {dag_id}")
-        done = dags_test(env, dag_id, dag_conf, log_dir=logs)
-        summary = [
-            line
-            for line in (done.stdout + done.stderr).splitlines()
-            if "landed " in line or "dbt docs:" in line or "DagRun Finished" in line
-        ]
-        for line in summary:
-            print("    " + line.split("] ", 1)[-1][:200] if "] " in line else "    " + line[:200])
+    t = step("Airflow: scheduler, triggerer, DAG processor and API server (airflow standalone)")
+    airflow = Standalone(env)
+    try:
+        airflow.start(timeout=300)
+        api = AirflowApi(airflow.url)
+        api.login(login.username, login.password)
+        api.wait_for_dags(*LANDING_DAGS, TRANSFORM_DAG)
+        api.unpause(*LANDING_DAGS, TRANSFORM_DAG)
+        print(f"    up in {time.monotonic() - t:.0f}s on {airflow.url}")
+
+        t = step("one cycle through the scheduler: land_azure_sql and land_kafka together, then transform_dbt")
+        cycle = run_cycle(api)
+        for run in [*cycle.landings, *cycle.transforms]:
+            print("    " + describe_run(run))
+            if run.dag_id == TRANSFORM_DAG and not run.built:
+                print("      (found nothing new: the first transform had built both landings)")
+        failed = [r for r in [*cycle.landings, *cycle.transforms] if r.state != "success"]
+        gold = cycle.gold_updated
         print(
-            f"    {dag_id}: {'success' if done.returncode == 0 else 'FAILED'} in {done.seconds:.0f}s "
-            f"(full log in {logs})"
+            f"    cycle {cycle.seconds:.0f}s"
+            + (f"; first landing to gold updated {(gold - cycle.started).total_seconds():.0f}s" if gold else "")
         )
-        if done.returncode != 0:
-            print((done.stdout + done.stderr)[-4000:])
-            return done.returncode
+        if failed:
+            print(f"\n{', '.join(r.dag_id for r in failed)} failed: see the task logs in the UI (`make airflow`) "
+                  f"or under {home / 'logs'}", file=sys.stderr)  # fmt: skip
+            return 1
+    finally:
+        print("    stopping Airflow ...", flush=True)
+        airflow.stop()
 
     step("warehouse")
-    settings_env = {k: v for k, v in env.items() if k.startswith("FITLAKE_")}
-    os.environ.update(settings_env)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("FITLAKE_")})
     from fitlake_common import config
 
     print(format_report(warehouse_report(config.WAREHOUSE), docs_dir=config.DBT_DOCS_DIR))
     print(
-        f"\ndemo finished in {time.monotonic() - started:.0f}s. `make airflow` opens the UI on the same data; "
-        "`make stack-down` stops the embedded broker."
+        f"\ndemo finished in {time.monotonic() - started:.0f}s. `make airflow` opens the UI on the same data "
+        f"(login {login.username}, password in {login.path}); `make stack-down` stops the embedded broker."
     )
     return 0
 

@@ -23,7 +23,7 @@ class Standalone:
     def __init__(self, env: dict[str, str], log_path: Path | None = None):
         self.env = env
         self.port = int(env["AIRFLOW__API__PORT"])
-        self.url = f"http://localhost:{self.port}"
+        self.url = env["AIRFLOW__API__BASE_URL"]
         self.log_path = Path(log_path or Path(env["AIRFLOW_HOME"]) / "standalone.log")
         self.process: subprocess.Popen | None = None
 
@@ -63,18 +63,40 @@ class Standalone:
         raise TimeoutError(f"airflow standalone not healthy on {self.url} within {timeout:.0f}s; see {self.log_path}")
 
     def stop(self, grace: float = 60.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGTERM)
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
             try:
-                return self.process.wait(15)
+                self.process.wait(grace)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                return self.process.wait()
+                self._signal_group(signal.SIGTERM)
+                try:
+                    self.process.wait(15)
+                except subprocess.TimeoutExpired:
+                    self._signal_group(signal.SIGKILL)
+                    self.process.wait()
+        self._reap_group()
+        return self.process.returncode
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _reap_group(self, grace: float = 10.0) -> None:
+        """A component that outlived standalone (it died first, or ignored SIGINT) would keep the ports and
+        the metadata DB: stop whatever is left of the process group, gently first."""
+        deadline = time.monotonic() + grace
+        self._signal_group(signal.SIGTERM)
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        self._signal_group(signal.SIGKILL)
 
     def __enter__(self) -> Standalone:
         return self.start()

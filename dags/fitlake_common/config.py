@@ -28,7 +28,12 @@ def _schedule(name: str, default: str) -> str | None:
 
 
 SQL_SCHEDULE = _schedule("FITLAKE_SQL_SCHEDULE", "@hourly")
-KAFKA_SCHEDULE = _schedule("FITLAKE_KAFKA_SCHEDULE", "*/15 * * * *")
+KAFKA_SCHEDULE = _schedule("FITLAKE_KAFKA_SCHEDULE", "*/5 * * * *")
+
+# The DAGs that land data; a transform waits (at most this long) while one of them runs, so one
+# cycle of landings gives one build.
+LANDING_DAG_IDS = ("land_azure_sql", "land_kafka")
+TRANSFORM_COALESCE_SECONDS = float(os.environ.get("FITLAKE_TRANSFORM_COALESCE_SECONDS", "60"))
 
 DATA_ROOT = Path(os.environ.get("FITLAKE_DATA_ROOT") or REPO_ROOT / "data").resolve()
 LANDING_ROOT = Path(os.environ.get("FITLAKE_LANDING_ROOT") or DATA_ROOT / "landing").resolve()
@@ -38,6 +43,11 @@ DBT_PROJECT_DIR = Path(os.environ.get("FITLAKE_DBT_PROJECT_DIR") or REPO_ROOT / 
 DBT_PROFILES_DIR = Path(os.environ.get("FITLAKE_DBT_PROFILES_DIR") or DBT_PROJECT_DIR).resolve()
 DBT_MANIFEST = Path(os.environ.get("FITLAKE_DBT_MANIFEST") or DBT_PROJECT_DIR / "target" / "manifest.json").resolve()
 DBT_TARGET = os.environ.get("FITLAKE_DBT_TARGET", "dev")
+# The transform's dbt artefacts and its partial parse, kept between runs (outside the repository, so
+# the manifest Cosmos renders from is never rewritten under a parsing DAG processor).
+DBT_TARGET_DIR = Path(os.environ.get("FITLAKE_DBT_TARGET_DIR") or DATA_ROOT / "dbt" / "target").resolve()
+# Resources the transform's build leaves out (dbt selectors), e.g. checks that only the monitor runs.
+DBT_BUILD_EXCLUDE = os.environ.get("FITLAKE_DBT_BUILD_EXCLUDE", "").split()
 # `dbt docs generate` writes here (not into target/, so the manifest Cosmos renders from is never rewritten
 # under a parsing DAG processor); the docs plugin serves this directory to logged-in users.
 DBT_DOCS_DIR = Path(os.environ.get("FITLAKE_DBT_DOCS_DIR") or DATA_ROOT / "dbt_docs").resolve()

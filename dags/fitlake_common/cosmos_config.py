@@ -1,16 +1,24 @@
-"""The one place that tells Cosmos where the dbt project, its profile and its executable are.
+"""How Cosmos renders the dbt project in transform_dbt: where the project, profile and manifest are,
+and which task stands for each dbt node.
 
 The project is rendered from a manifest built ahead of time (`make dbt-manifest` runs `dbt parse`),
 so parsing a DAG never runs dbt: no `dbt ls`, no `dbt deps`, no subprocess at all.
+
+Cosmos lays the graph out as usual (a task group per model: its run, then its tests; a task of its
+own for each multi-parent test, after all its parents), but every node becomes a `DbtNodeWatcher`:
+the dbt work itself is the one `dbt build` of the `dbt_build` task (see `dbt_build`, `dbt_watchers`).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import TriggerRule
+import json
+from functools import lru_cache
+
 from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import DbtResourceType, ExecutionMode, LoadMode, TestBehavior
 
 from fitlake_common import config
+from fitlake_common.dbt_watchers import DbtNodeWatcher
 
 PROFILE_CONFIG = ProfileConfig(
     profile_name="fitlake",
@@ -25,58 +33,93 @@ PROJECT_CONFIG = ProjectConfig(
     env_vars=config.DBT_ENV,
 )
 
-# LOCAL: dbt runs on the worker, in the task's process (dbtRunner): no interpreter start-up per task.
-EXECUTION_CONFIG = ExecutionConfig(
-    execution_mode=ExecutionMode.LOCAL,
-    invocation_mode=InvocationMode.DBT_RUNNER,
-    dbt_executable_path=config.DBT_EXECUTABLE,
-)
+# No Cosmos task runs dbt (the converters below make every task a watcher); LOCAL is only the mode
+# Cosmos lays the graph out for.
+EXECUTION_CONFIG = ExecutionConfig(execution_mode=ExecutionMode.LOCAL, dbt_executable_path=config.DBT_EXECUTABLE)
 
-# One task group per model: `run` then its tests; a failing test stops exactly the models downstream.
-# A test with several parents (relationships) cannot run right after one of them (the other may not
-# exist yet), so Cosmos gives it its own task after all its parents; `gate_detached_tests` then makes
-# the children of those parents wait for it, so it is a gate like the per-model tests.
+
+@lru_cache(maxsize=1)
+def _manifest_nodes() -> dict:
+    return json.loads(config.DBT_MANIFEST.read_text())["nodes"]
+
+
+@lru_cache(maxsize=1)
+def _tests_by_model() -> dict[str, list[str]]:
+    """Model unique id -> its single-parent tests (those Cosmos puts in the model's `test` task)."""
+    tests: dict[str, list[str]] = {}
+    for uid, node in _manifest_nodes().items():
+        parents = node.get("depends_on", {}).get("nodes", [])
+        if node["resource_type"] == "test" and len(parents) == 1:
+            tests.setdefault(parents[0], []).append(uid)
+    return {model: sorted(ids) for model, ids in tests.items()}
+
+
+def _watch_model(dag, task_group, node, task_id, **_):
+    return DbtNodeWatcher(
+        task_id=task_id, dag=dag, task_group=task_group, watched=[node.unique_id], label=f"model {node.name}"
+    )
+
+
+def _watch_tests(dag, task_group, node, task_id, **_):
+    if task_id == "test":  # the `test` task of a model's group: all the tests on that model alone
+        watched, label = _tests_by_model().get(node.unique_id, []), f"tests of {node.name}"
+    else:  # a multi-parent test, rendered after all its parents (Cosmos names it `<test name>_test`)
+        # Cosmos 1.15 hands detached-test converters the last model it rendered as `node`, so the
+        # test is found by the task id Cosmos gave it.
+        uid = _tests_by_task_id().get(task_id)
+        if uid is None:
+            raise ValueError(f"transform_dbt: no dbt test in {config.DBT_MANIFEST} is rendered as task {task_id!r}")
+        watched, label = [uid], f"test {_manifest_nodes()[uid]['name']}"
+    return DbtNodeWatcher(task_id=task_id, dag=dag, task_group=task_group, watched=watched, label=label)
+
+
+@lru_cache(maxsize=1)
+def _tests_by_task_id() -> dict[str, str]:
+    return {f"{n['name']}_test": uid for uid, n in _manifest_nodes().items() if n["resource_type"] == "test"}
+
+
 RENDER_CONFIG = RenderConfig(
     load_method=LoadMode.DBT_MANIFEST,
     test_behavior=TestBehavior.AFTER_EACH,
     should_detach_multiple_parents_tests=True,
+    # project hooks run inside the one build; checks only the monitor runs are not part of it
+    exclude=["resource_type:operation", *config.DBT_BUILD_EXCLUDE],
+    node_converters={DbtResourceType.MODEL: _watch_model, DbtResourceType.TEST: _watch_tests},
+    node_conversion_by_task_group=False,  # Cosmos keeps the per-model group (run, then tests); we convert its tasks
     emit_datasets=False,
     enable_mock_profile=False,
 )
 
-_RUN_PLAN = "ti.xcom_pull(task_ids='plan', key='plan')"  # pushed by the `plan` task (dbt_runtime.run_plan_task)
 
-# Arguments of every Cosmos task of transform_dbt.
-OPERATOR_ARGS = {
-    "pool": config.WAREHOUSE_POOL,  # one task at a time opens the DuckDB file
-    "trigger_rule": "none_failed",  # run after skipped (unselected) models, never after failed ones
-    "full_refresh": "{{ " + _RUN_PLAN + "['full_refresh'] }}",
-    "vars": {"as_of_date": "{{ " + _RUN_PLAN + "['as_of_date'] }}"},
-    "install_deps": False,  # no packages; never reach the network from a task
-}
+def link_detached_tests(group) -> list[str]:
+    """Draw each multi-parent test before the children of the model it tests, as dbt_build gates them.
 
-
-def gate_detached_tests(group) -> list[str]:
-    """Make every model downstream of a detached (multi-parent) test's parents wait for that test.
-
-    Returns the ids of the detached test tasks. A child that is itself upstream of the test (one parent
-    refs the other) is left alone, which keeps the graph acyclic. A detached test runs once its parents
-    are done (`all_done`), even when one failed: the failed parent already stops its own children, and
-    the test must not pass an `upstream_failed` on to the children of the *other*, healthy parent
-    (a warn-level relationships test would otherwise block them).
+    Returns the ids of the detached test tasks. A child that is itself upstream of the test (the test
+    reads it) is left alone, which keeps the graph acyclic. The edges are for the reader: the watchers
+    start together (trigger rule `always`); the gating happens inside the build.
     """
-    tasks = {task.task_id: task for task in group.iter_tasks()} if hasattr(group, "iter_tasks") else {}
-    if not tasks:
-        tasks = {t.task_id: t for t in _walk(group)}
+    tasks = {task.task_id: task for task in _walk(group)}
     detached = [t for tid, t in tasks.items() if tid.count(".") == 1 and tid.endswith("_test")]
+    nodes = _manifest_nodes()
     for test in detached:
-        test.trigger_rule = TriggerRule.ALL_DONE
+        tested = nodes.get(test.watched[0], {}).get("attached_node") if test.watched else None
+        if not tested or tested not in nodes:
+            continue
+        tested_group = f"{group.group_id}.{nodes[tested]['name']}"
         ancestors = test.get_flat_relative_ids(upstream=True)
-        for parent_id in list(test.upstream_task_ids):
-            for child_id in tasks[parent_id].downstream_task_ids:
-                if child_id.endswith(".run") and child_id not in ancestors and child_id in tasks:
+        for parent_id in (f"{tested_group}.test", f"{tested_group}.run"):
+            for child_id in tasks[parent_id].downstream_task_ids if parent_id in tasks else []:
+                if (
+                    child_id.endswith(".run")
+                    and not child_id.startswith(tested_group + ".")
+                    and child_id not in ancestors
+                ):
                     test >> tasks[child_id]
     return [t.task_id for t in detached]
+
+
+def leaf_tasks(group) -> list:
+    return [task for task in _walk(group) if not task.downstream_task_ids]
 
 
 def _walk(group):

@@ -2,14 +2,16 @@
 
 A task lands one entity (a SQL table or a Kafka topic). The run's Param picks which entities land;
 the others are skipped. An entity that yields no new rows is skipped too, so no Asset event is
-published and the transformation DAG is not woken up for nothing.
+published and the transformation DAG is not woken up for nothing. The source's credentials come from
+its Airflow connection when there is one (`fitlake_common.connections`). A configuration error fails
+the task at once: retrying cannot fix it.
 """
 
 from __future__ import annotations
 
 import logging
 
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from fitlake_common.assets import KAFKA_ASSETS, SQL_ASSETS
 
@@ -28,7 +30,8 @@ def chosen(param_value, entity: str) -> bool:
 
 
 def land(source: str, entity: str, context) -> dict:
-    from ingestion.config import load_settings
+    from fitlake_common.connections import landing_settings
+    from ingestion.errors import ConfigError
 
     asset = (SQL_ASSETS if source == "sql" else KAFKA_ASSETS)[entity]
 
@@ -36,15 +39,19 @@ def land(source: str, entity: str, context) -> dict:
     if not chosen(choice, entity):
         raise AirflowSkipException(f"{source}:{entity} not chosen for this run (param: {choice!r})")
 
-    settings = load_settings()
-    if source == "sql":
-        from ingestion.land_sql import land_sql_tables
+    try:
+        settings, origin = landing_settings(source)
+        log.info("%s credentials: %s", source, origin)
+        if source == "sql":
+            from ingestion.land_sql import land_sql_tables
 
-        [summary] = land_sql_tables(settings, [entity])
-    else:
-        from ingestion.land_kafka import land_kafka_topics
+            [summary] = land_sql_tables(settings, [entity])
+        else:
+            from ingestion.land_kafka import land_kafka_topics
 
-        [summary] = land_kafka_topics(settings, [entity])
+            [summary] = land_kafka_topics(settings, [entity])
+    except ConfigError as error:
+        raise AirflowFailException(f"{source}:{entity}: {error}") from error
 
     log.info("landed %s", summary.line())
     for path in summary.paths:

@@ -1,4 +1,9 @@
-"""Fixtures for the DAG tests: a fresh dbt manifest, an isolated Airflow home, the embedded stack."""
+"""Fixtures for the DAG tests: a fresh dbt manifest, and one FitLake installation with a real Airflow
+(scheduler, triggerer, DAG processor, API server: `airflow standalone`) on the embedded stack.
+
+The end-to-end, quality-gate, kill and UI tests share the installation (they run in that order, file
+by file); each drives it through the REST API as a user's tooling would.
+"""
 
 from __future__ import annotations
 
@@ -58,8 +63,8 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
-class Pipeline:
-    """An isolated FitLake installation: data root, Airflow home (SQLite), the embedded stack."""
+class Installation:
+    """An isolated FitLake installation: data root, Airflow home (SQLite), the embedded stack, Airflow."""
 
     def __init__(self, root: Path, manifest: Path):
         from launchers.airflow_env import airflow_env, free_port
@@ -67,20 +72,22 @@ class Pipeline:
         self.root = root
         self.data_root = root / "data"
         self.home = root / "airflow"
-        self.port = free_port()
         self.env = airflow_env(
             self.home,
             data_root=self.data_root,
-            port=self.port,
+            port=free_port(),
             isolated_ports=True,
             extra={
                 "FITLAKE_DBT_MANIFEST": str(manifest),
                 "FITLAKE_SQL_SCHEDULE": "none",
                 "FITLAKE_KAFKA_SCHEDULE": "none",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             },
         )
         self.settings = None
-        self.logs = root / "logs"
+        self.login = None
+        self.airflow = None
+        self.api = None
 
     @property
     def warehouse(self) -> Path:
@@ -90,50 +97,66 @@ class Pipeline:
     def docs_dir(self) -> Path:
         return self.data_root / "dbt_docs"
 
-    def start(self) -> Pipeline:
+    def start(self) -> Installation:
         from ingestion.stack import stack_up
+        from launchers.airflow_api import AirflowApi
         from launchers.airflow_env import prepare_home
         from launchers.pipeline import in_env
+        from launchers.standalone import Standalone
 
-        prepare_home(self.env)
+        self.login = prepare_home(self.env)
         self.settings = in_env(self.env)
         stack_up(self.settings)
+        self.airflow = Standalone(self.env, log_path=self.root / "standalone.log").start(timeout=300)
+        self.api = AirflowApi(self.airflow.url)
+        self.api.login(self.login.username, self.login.password)
+        self.api.wait_for_dags("land_azure_sql", "land_kafka", "transform_dbt")
+        self.api.unpause("land_azure_sql", "land_kafka", "transform_dbt")
         return self
 
     def stop(self) -> None:
         from ingestion.stack import stack_down
 
+        if self.airflow is not None:
+            self.airflow.stop()
         if self.settings is not None:
             stack_down(self.settings)
 
-    def dags_test(self, dag_id: str, conf: dict | None = None):
-        from launchers.pipeline import dags_test
+    def replay(self, *paths: Path) -> None:
+        from ingestion.replay import replay
 
-        return dags_test(self.env, dag_id, conf, log_dir=self.logs)
+        replay(self.settings, list(paths))
 
-    def metadata(self, sql: str, *args) -> list[tuple]:
-        import sqlite3
+    def cycle(self):
+        """Both landing DAGs at once, and the transforms they schedule (launchers.cycle)."""
+        from launchers.cycle import run_cycle
 
-        with sqlite3.connect(self.home / "airflow.db") as con:
-            return con.execute(sql, args).fetchall()
+        return run_cycle(self.api, timeout=600)
 
-    def task_states(self, dag_id: str) -> dict[str, str]:
-        """Task states of the latest run of `dag_id`."""
-        [(run_id,)] = self.metadata("select run_id from dag_run where dag_id = ? order by id desc limit 1", dag_id)
-        return dict(
-            self.metadata("select task_id, state from task_instance where dag_id = ? and run_id = ?", dag_id, run_id)
-        )
+    def transform(self, conf: dict | None = None) -> dict:
+        """A manual transform_dbt run with `conf`; waits for it and returns the run with its task states."""
+        self.api.wait_until_idle("transform_dbt", settle=0.5)
+        run_id = self.api.trigger("transform_dbt", conf)
+        run = self.api.wait_for_run("transform_dbt", run_id, timeout=600)
+        run["task_states"] = self.api.task_states("transform_dbt", run_id)
+        return run
 
     def query(self, sql: str) -> list[tuple]:
+        """Read the warehouse (only while no transform runs: DuckDB admits one process at a time)."""
         import duckdb
 
         with duckdb.connect(str(self.warehouse), read_only=True) as con:
             return con.execute(sql).fetchall()
 
+    def task_log_files(self, dag_id: str | None = None) -> list[Path]:
+        logs = self.home / "logs"
+        pattern = f"dag_id={dag_id}/**/*.log" if dag_id else "dag_id=*/**/*.log"
+        return sorted(logs.glob(pattern))
+
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory, dbt_manifest):
-    """One installation shared by the end-to-end, quality-gate and UI tests (they run in that order)."""
-    installation = Pipeline(tmp_path_factory.mktemp("fitlake"), dbt_manifest).start()
-    yield installation
-    installation.stop()
+def installation(tmp_path_factory, dbt_manifest):
+    """One installation for the Airflow tests of the session (its Airflow starts once: ~30-60 s)."""
+    inst = Installation(tmp_path_factory.mktemp("fitlake"), dbt_manifest).start()
+    yield inst
+    inst.stop()

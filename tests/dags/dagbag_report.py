@@ -76,7 +76,8 @@ for dag_id, dag in bag.dags.items():
                 "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule)),
                 "upstream": sorted(t.upstream_task_ids),
                 "outlets": [getattr(o, "uri", str(o)) for o in t.outlets],
-                "select": getattr(t, "select", None),
+                "watched": getattr(t, "watched", []),
+                "start_from_trigger": bool(getattr(t, "start_from_trigger", False)),
             }
             for t in dag.tasks
         },

@@ -95,26 +95,50 @@ def test_landing_assets_match_the_ingestion_package():
 
 
 def test_transform_dag(report, dbt_manifest):
+    """One producer (the build) in the warehouse pool; a watcher per model, per model's tests and per
+    multi-parent test, which never take the pool; every model and test of the manifest is watched."""
     dag = report["dags"]["transform_dbt"]
     assert "AssetTriggeredTimetable" in dag["schedule"]
     for entity in (*SQL_TABLES, *KAFKA_TOPICS):
         assert entity in dag["schedule"]
     assert set(dag["params"]) == {"full_refresh", "select", "as_of_date"}
     tasks = dag["tasks"]
-    models = {
-        n["name"] for n in json.loads(dbt_manifest.read_text())["nodes"].values() if n["resource_type"] == "model"
-    }
+    nodes = json.loads(dbt_manifest.read_text())["nodes"]
+    models = {n["name"] for n in nodes.values() if n["resource_type"] == "model"}
     assert models, "the manifest has no models"
+
+    producer = tasks["dbt_build"]
+    assert producer["pool"] == "duckdb_warehouse" and producer["retries"] == 0
+    assert producer["outlets"] == ["fitlake://warehouse/gold"]
+    assert producer["upstream"] == [] and not any("dbt_build" in t["upstream"] for t in tasks.values()), (
+        "the build is a leaf of the graph: its failure is the run's"
+    )
+    watchers = {t: spec for t, spec in tasks.items() if t != "dbt_build"}
+    assert {spec["operator"] for spec in watchers.values()} == {"DbtNodeWatcher"}
+    assert all(spec["pool"] != "duckdb_warehouse" for spec in watchers.values())
+    assert all(spec["trigger_rule"] == "always" and spec["retries"] == 0 for spec in watchers.values())
+    assert all(spec["start_from_trigger"] for spec in watchers.values())
     for model in models:
-        run = tasks[f"dbt.{model}.run"]
-        assert run["pool"] == "duckdb_warehouse"
-        assert run["trigger_rule"] == "none_failed"
+        assert f"dbt.{model}.run" in tasks
         assert f"dbt.{model}.run" in tasks.get(f"dbt.{model}.test", {"upstream": [f"dbt.{model}.run"]})["upstream"]
-    warehouse_tasks = [t for t, spec in tasks.items() if t.startswith("dbt.") or t == "docs_generate"]
-    assert all(tasks[t]["pool"] == "duckdb_warehouse" for t in warehouse_tasks)
-    assert tasks["plan"]["pool"] != "duckdb_warehouse"
+    watched = {uid for spec in watchers.values() for uid in spec["watched"]}
+    assert {uid for uid, n in nodes.items() if n["resource_type"] in ("model", "test")} <= watched
+    assert not any(t.startswith("dbt.") and "on-run" in t for t in tasks), "project hooks run inside the build"
     detached = [t for t in tasks if t.count(".") == 1 and t.endswith("_test")]
-    for test in detached:  # multi-parent tests gate the children of their parents
-        assert tasks[test]["trigger_rule"] == "all_done"
-    assert tasks["docs_generate"]["trigger_rule"] == "none_failed"
+    assert detached, "the project has multi-parent tests"
+    # drawn before the children of the model they test (relationships_user_bins... gates workout_bpm_summary)
+    assert (
+        "dbt.relationships_user_bins_user_id__user_id__ref_user_profile__test"
+        in (tasks["dbt.workout_bpm_summary.run"]["upstream"])
+    )
+    assert tasks["docs_generate"]["watched"] == ["docs"]
     assert any(t.startswith("dbt.") for t in tasks["docs_generate"]["upstream"])
+
+
+def test_transform_dag_params_submit_with_their_defaults(report):
+    """The trigger form marks a Param required unless its type admits null: only full_refresh is required,
+    and it has a default, so the form submits as it opens."""
+    params = report["dags"]["transform_dbt"]["params"]
+    assert params["full_refresh"]["value"] is False
+    for name in ("select", "as_of_date"):
+        assert params[name]["value"] is None and "null" in params[name]["schema"]["type"], params[name]

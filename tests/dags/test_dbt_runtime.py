@@ -1,4 +1,4 @@
-"""Run-time decisions of transform_dbt, without Airflow: as-of date, selector -> skipped tasks, Param choice."""
+"""Run-time decisions of the DAGs, without Airflow: as-of date, a selection's upstream models, Param choice."""
 
 from __future__ import annotations
 
@@ -6,24 +6,8 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from fitlake_common.dbt_runtime import is_detached_test, model_of_task, resolve_as_of_date, tasks_to_skip
+from fitlake_common.dbt_runtime import resolve_as_of_date
 from fitlake_common.landing import chosen
-
-
-def task(task_id: str, *upstream: str):
-    return SimpleNamespace(task_id=task_id, upstream_task_ids=set(upstream))
-
-
-TASKS = [
-    task("plan"),
-    task("dbt.users.run"),
-    task("dbt.users.test", "dbt.users.run"),
-    task("dbt.gym_logs.run"),
-    task("dbt.gym_logs.test", "dbt.gym_logs.run"),
-    task("dbt.gym_summary.run", "dbt.users.test", "dbt.gym_logs.test"),
-    task("dbt.relationships_gym_logs_mac_address__mac_address__ref_users__test", "dbt.users.test", "dbt.gym_logs.test"),
-    task("docs_generate", "dbt.gym_summary.run"),
-]
 
 
 @pytest.mark.parametrize(
@@ -42,27 +26,6 @@ def test_as_of_date(override, logical, run_after, expected):
 def test_as_of_date_must_be_a_date():
     with pytest.raises(ValueError):
         resolve_as_of_date("15/06/2024", SimpleNamespace(logical_date=None, run_after=None))
-
-
-def test_task_names():
-    assert model_of_task("dbt.users.run") == "users"
-    assert is_detached_test("dbt.relationships_x__test") and not is_detached_test("dbt.users.test")
-
-
-def test_no_selector_skips_nothing():
-    assert tasks_to_skip({"models": None}, TASKS) == []
-
-
-def test_selector_skips_other_models_and_half_selected_detached_tests():
-    assert tasks_to_skip({"models": ["gym_summary"]}, TASKS) == [
-        "dbt.gym_logs.run",
-        "dbt.gym_logs.test",
-        "dbt.relationships_gym_logs_mac_address__mac_address__ref_users__test",
-        "dbt.users.run",
-        "dbt.users.test",
-    ]
-    # a multi-parent test runs only with all its parents
-    assert tasks_to_skip({"models": ["users", "gym_logs"]}, TASKS) == ["dbt.gym_summary.run"]
 
 
 @pytest.mark.parametrize(

@@ -1,134 +1,136 @@
-"""UI smoke test against a real `airflow standalone`: login through the API, docs behind auth,
-trigger transform_dbt with parameters over REST API v2, wait for success, Chromium screenshots.
+"""The Airflow UI as a person uses it, in headless Chromium (Playwright, Debian's chromium): log in with the
+generated password, submit every DAG's trigger form with its defaults and once with a selector, read the
+graph, open the dbt docs; and the docs refuse anyone without a session.
 
-Screenshots land in tests/artifacts/ (git-ignored): the run's graph and the dbt docs in the UI.
+Screenshots land in tests/artifacts/ (git-ignored): the trigger form, the run's graph, the dbt docs.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
 import time
-import urllib.error
-import urllib.request
 
 import pytest
-from chromium import Chromium, chromium_binary
 
-RUN_CONF = {"select": "date_lookup", "as_of_date": "2024-06-15", "full_refresh": True}
-
-
-class Api:
-    def __init__(self, base: str):
-        self.base = base
-        self.token: str | None = None
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body=None,
-        token: str | None = None,
-        cookie: str | None = None,
-        accept: str = "application/json",
-    ) -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            self.base + path, method=method, data=None if body is None else json.dumps(body).encode()
-        )
-        request.add_header("Accept", accept)
-        if body is not None:
-            request.add_header("Content-Type", "application/json")
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        if cookie:
-            request.add_header("Cookie", f"_token={cookie}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def json(self, method: str, path: str, body=None) -> dict:
-        status, data = self.call(method, path, body, token=self.token)
-        assert status < 300, f"{method} {path}: {status} {data[:500]!r}"
-        return json.loads(data)
-
-    def login(self, username: str, password: str) -> str:
-        status, data = self.call("POST", "/auth/token", {"username": username, "password": password})
-        assert status == 201, (status, data)
-        self.token = json.loads(data)["access_token"]
-        return self.token
+# What each DAG's trigger form sends when submitted as it opens.
+DEFAULT_CONF = {
+    "land_azure_sql": {"table": "all"},
+    "land_kafka": {"topic": "all"},
+    "transform_dbt": {"full_refresh": False, "select": None, "as_of_date": None},
+}
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
-def airflow(pipeline):
-    from launchers.standalone import Standalone
+def browser():
+    from playwright.sync_api import sync_playwright
 
-    # Asset events of the earlier `dags test` runs would trigger transform_dbt as soon as it is
-    # unpaused; this test wants exactly one run, its own.
-    pipeline.metadata("delete from asset_dag_run_queue")
-    server = Standalone(pipeline.env, log_path=pipeline.root / "standalone.log")
-    server.start(timeout=240)
-    yield server
-    code = server.stop()
-    assert code is not None
+    with sync_playwright() as playwright:
+        binary = shutil.which("chromium")
+        assert binary, "Debian's chromium is missing: `make setup-dev` installs it"
+        chromium = playwright.chromium.launch(executable_path=binary, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="module")
-def api(airflow, pipeline):
-    client = Api(airflow.url)
-    client.login("admin", pipeline.env["_FITLAKE_AIRFLOW_PASSWORD"])
-    return client
+def page(browser, installation):
+    """A page logged in through the login form, with the password the installation generated."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(installation.airflow.url + "/")
+    page.get_by_label("Username").fill(installation.login.username)
+    page.get_by_label("Password").fill(installation.login.password)
+    page.get_by_role("button", name="Sign In").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    return page
 
 
-def test_login_is_required_and_wrong_passwords_are_refused(api):
-    assert api.call("GET", "/api/v2/dags")[0] == 401
-    assert api.call("POST", "/auth/token", {"username": "admin", "password": "wrong"})[0] == 401
-    assert api.call("GET", "/api/v2/dags", token=api.token)[0] == 200
+def open_trigger_form(page, installation, dag_id: str):
+    page.goto(f"{installation.airflow.url}/dags/{dag_id}")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Run Parameters").wait_for()
+    return dialog
 
 
-@pytest.fixture(scope="module")
-def triggered_run(api):
-    deadline = time.monotonic() + 120
-    while api.call("GET", "/api/v2/dags/transform_dbt", token=api.token)[0] != 200:
-        assert time.monotonic() < deadline, "transform_dbt was not parsed by the dag-processor"
-        time.sleep(2)
-    api.json("PATCH", "/api/v2/dags/transform_dbt", {"is_paused": False})
-    run = api.json("POST", "/api/v2/dags/transform_dbt/dagRuns", {"logical_date": None, "conf": RUN_CONF})
-    run_id = run["dag_run_id"]
-    deadline = time.monotonic() + 300
+def submit(dialog, installation, dag_id: str) -> dict:
+    """Click the form's Trigger button; returns the run it created (found through the API)."""
+    before = {r["dag_run_id"] for r in installation.api.runs(dag_id)}
+    button = dialog.get_by_role("button", name="Trigger")
+    assert button.is_enabled(), f"{dag_id}: the Trigger button is disabled"
+    button.click()
+    deadline = time.monotonic() + 30
     while True:
-        run = api.json("GET", f"/api/v2/dags/transform_dbt/dagRuns/{run_id}")
-        if run["state"] in ("success", "failed"):
-            break
-        assert time.monotonic() < deadline, f"run {run_id} still {run['state']}"
-        time.sleep(2)
-    tasks = api.json("GET", f"/api/v2/dags/transform_dbt/dagRuns/{run_id}/taskInstances?limit=500")
-    run["task_states"] = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
+        new = [r for r in installation.api.runs(dag_id) if r["dag_run_id"] not in before]
+        if new:
+            return new[0]
+        assert time.monotonic() < deadline, f"{dag_id}: submitting the form created no run"
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("dag_id", sorted(DEFAULT_CONF))
+def test_every_trigger_form_submits_with_its_defaults(page, installation, dag_id, artifacts_dir):
+    dialog = open_trigger_form(page, installation, dag_id)
+    if dag_id == "transform_dbt":
+        page.screenshot(path=str(artifacts_dir / "transform_dbt_trigger_form.png"))
+    run = submit(dialog, installation, dag_id)
+    assert run["conf"] == DEFAULT_CONF[dag_id]
+    installation.api.wait_for_run(dag_id, run["dag_run_id"], timeout=600)
+
+
+@pytest.fixture(scope="module")
+def selected_run(page, installation):
+    installation.api.wait_until_idle("transform_dbt", settle=0.5)
+    dialog = open_trigger_form(page, installation, "transform_dbt")
+    dialog.locator("[name=element_select]").fill("date_lookup")
+    dialog.locator("[name=element_as_of_date]").fill("2024-06-15")
+    run = submit(dialog, installation, "transform_dbt")
+    run = installation.api.wait_for_run("transform_dbt", run["dag_run_id"], timeout=600)
+    run["task_states"] = installation.api.task_states("transform_dbt", run["dag_run_id"])
     return run
 
 
-def test_transform_dag_triggered_with_params_succeeds(triggered_run):
-    states = triggered_run["task_states"]
-    assert triggered_run["state"] == "success", states
-    assert triggered_run["conf"] == RUN_CONF
-    assert states["plan"] == "success"
+def test_the_form_sends_a_selector_and_the_run_builds_only_that(selected_run):
+    assert selected_run["conf"] == {"full_refresh": False, "select": "date_lookup", "as_of_date": "2024-06-15"}
+    states = selected_run["task_states"]
+    assert selected_run["state"] == "success", states
     assert states["dbt.date_lookup.run"] == "success" and states["dbt.date_lookup.test"] == "success"
-    assert states["docs_generate"] == "success"
     others = {t: s for t, s in states.items() if t.startswith("dbt.") and ".date_lookup." not in t}
     assert others and set(others.values()) == {"skipped"}, others
 
 
-def test_params_reach_the_dbt_command(api, triggered_run):
-    run_id = triggered_run["dag_run_id"]
-    path = f"/api/v2/dags/transform_dbt/dagRuns/{run_id}/taskInstances/dbt.date_lookup.run/logs/1"
-    status, body = api.call("GET", path + "?full_content=true", token=api.token)
-    assert status == 200
-    log = body.decode()
-    assert "--full-refresh" in log
-    assert "as_of_date" in log and "2024-06-15" in log
+def test_the_graph_shows_every_model_and_the_docs_open_in_the_ui(page, installation, selected_run, artifacts_dir):
+    url = installation.airflow.url
+    page.goto(f"{url}/dags")
+    page.evaluate("localStorage.setItem('default_dag_view', JSON.stringify('graph'))")  # graph, not grid
+    page.goto(f"{url}/dags/transform_dbt/runs/{selected_run['dag_run_id']}")
+    page.get_by_text("docs_generate").first.wait_for()
+    expand = page.locator('[aria-label="Expand all task groups"]')
+    if expand.count():
+        expand.first.click()
+    page.get_by_text("date_lookup").first.wait_for()
+    time.sleep(2)  # the layout settles
+    graph = artifacts_dir / "transform_dbt_graph.png"
+    page.screenshot(path=str(graph))
+    page.goto(f"{url}/plugin/dbt-docs")
+    page.frame_locator("iframe").first.get_by_text("workout_bpm_summary").first.wait_for(timeout=60_000)
+    docs = artifacts_dir / "dbt_docs_in_airflow.png"
+    page.screenshot(path=str(docs))
+    for shot in (graph, docs):
+        assert shot.stat().st_size > 20_000, f"{shot} looks empty"
 
 
-def test_dbt_docs_are_served_only_to_logged_in_users(api, triggered_run):
+def test_dbt_docs_are_served_only_to_logged_in_users(installation, selected_run):
+    api = installation.api
     for name in ("index.html", "manifest.json", "catalog.json"):
         path = f"/fitlake-docs/{name}"
         assert api.call("GET", path)[0] == 401, f"{path} served without a session"
@@ -136,8 +138,7 @@ def test_dbt_docs_are_served_only_to_logged_in_users(api, triggered_run):
         assert api.call("GET", path, token="not-a-jwt")[0] in (401, 403)
         status, body = api.call("GET", path, cookie=api.token)  # the browser's session cookie
         assert status == 200, (path, status, body[:300])
-        status, body = api.call("GET", path, token=api.token)
-        assert status == 200
+        assert api.call("GET", path, token=api.token)[0] == 200
     status, body = api.call("GET", "/fitlake-docs/index.html", accept="text/html")
     assert status == 401 and b"/auth/login" in body
     assert api.call("GET", "/fitlake-docs/../airflow.cfg", token=api.token)[0] == 404
@@ -150,22 +151,9 @@ def test_dbt_docs_are_served_only_to_logged_in_users(api, triggered_run):
     assert all("/cosmos/" not in v["href"] for v in views)
 
 
-@pytest.mark.skipif(chromium_binary() is None, reason="headless Chromium is not installed (apt-get install chromium)")
-def test_screenshots_of_the_graph_and_the_docs(airflow, api, triggered_run, artifacts_dir):
-    browser = Chromium()
-    try:
-        browser.set_cookie(airflow.url, "_token", api.token)
-        run_id = triggered_run["dag_run_id"]
-        browser.open(f"{airflow.url}/dags", wait_for_text="transform_dbt", settle=0)
-        browser.evaluate("localStorage.setItem('default_dag_view', JSON.stringify('graph'))")  # graph, not grid
-        text = browser.open(f"{airflow.url}/dags/transform_dbt/runs/{run_id}", wait_for_text="docs_generate", settle=1)
-        browser.evaluate("document.querySelector('[aria-label=\"Expand all task groups\"]')?.click()")
-        browser.open_wait("users", settle=4)  # the per-model groups are drawn
-        assert "transform_dbt" in text
-        graph = browser.screenshot(artifacts_dir / "transform_dbt_graph.png")
-        text = browser.open(f"{airflow.url}/plugin/dbt-docs", wait_for_text="workout_bpm_summary", timeout=60)
-        docs = browser.screenshot(artifacts_dir / "dbt_docs_in_airflow.png")
-    finally:
-        browser.close()
-    for shot in (graph, docs):
-        assert shot.stat().st_size > 20_000, f"{shot} looks empty"
+def test_login_is_required_and_wrong_passwords_are_refused(installation):
+    api = installation.api
+    assert api.call("GET", "/api/v2/dags")[0] == 401
+    assert api.call("POST", "/auth/token", {"username": "admin", "password": "admin"})[0] == 401
+    assert api.call("POST", "/auth/token", {"username": "admin", "password": "wrong"})[0] == 401
+    assert api.call("GET", "/api/v2/dags", token=api.token)[0] == 200

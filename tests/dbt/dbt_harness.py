@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import duckdb
+import pytest
 from landing_fixtures import LandingWriter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,6 +171,21 @@ def _release_warehouse() -> None:
     if env is not None:
         env.close()
     DuckDBConnectionManager.close_all_connections()
+
+
+def approx(value, rel: float = 1e-9):
+    """`value` (rows, a snapshot) with every double wrapped in pytest.approx, for `==` with a tolerance.
+
+    A mean of doubles depends in its last bits (~1e-13) on the order its terms were summed, which
+    differs between an incremental run and a full refresh; everything else still compares exactly.
+    """
+    if isinstance(value, float):
+        return pytest.approx(value, rel=rel, abs=1e-12)
+    if isinstance(value, dict):
+        return {key: approx(item, rel) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(approx(item, rel) for item in value)
+    return value
 
 
 def _sort_key(row: tuple) -> tuple:

@@ -2,7 +2,8 @@
 
 Seeded random data sets are landed in 2 to 6 runs, `dbt build` after each; the silver and
 gold tables must then hold exactly the rows of one `dbt build --full-refresh` over all the
-files (the same messages, with the same partitions and offsets, in one run).
+files (the same messages, with the same partitions and offsets, in one run); doubles compare with a
+tolerance, since a mean's last bits depend on the order of its terms.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from dbt_harness import CONTRACT_COLUMNS, Dbt
+from dbt_harness import CONTRACT_COLUMNS, Dbt, approx
 from random_landing import generate, write
 
 
@@ -34,4 +35,4 @@ def test_incremental_runs_equal_full_refresh(dbt: Dbt, seed: int) -> None:
         dbt.build()
     actual = dbt.snapshot()
     for table in CONTRACT_COLUMNS:
-        assert actual[table] == expected[table], f"{table} differs after {n_batches} incremental runs"
+        assert actual[table] == approx(expected[table]), f"{table} differs after {n_batches} incremental runs"

@@ -19,9 +19,9 @@ per_workout as (
         workout_id,
         session_id,
         min(heartrate) as min_bpm,
-        -- rounded to 2 decimals: a sum of doubles depends on the order of its terms, and the
-        -- summary must not change when the same readings arrive in another order
-        round(avg(heartrate), 2) as avg_bpm,
+        -- the unrounded mean, as the reference publishes it; the order of the terms moves it by
+        -- ~1e-13, so compare it with a tolerance. Rounding for display is the dashboard's job.
+        avg(heartrate) as avg_bpm,
         max(heartrate) as max_bpm,
         count(*) as num_recordings
     from workout_bpm

@@ -1,0 +1,636 @@
+"""The one dbt build of a transform_dbt run: plan it, wait for landings in flight, build, report, docs.
+
+A run of transform_dbt starts dbt exactly once, in the `dbt_build` task's own process (dbtRunner):
+one start-up, one parse (dbt's partial parse, kept between runs in FITLAKE_DBT_TARGET_DIR), one build.
+While dbt runs, every node it finishes goes into one XCom (`dbt_watchers.STATUS_XCOM_KEY`) that the
+watcher tasks read, so each model and its tests keep their own state in the Airflow graph.
+
+In order, the task:
+1. plans the run from its Params (as-of date, full refresh, a selector and the models upstream of it);
+2. waits (bounded) while a landing DAG run is in flight, so that one cycle of landings gives one build;
+3. skips the build when nothing landed, and neither the project nor the as-of date changed, since the
+   last successful build (the second transform of a cycle ends here, in seconds, and says so);
+4. runs `dbt build`, with every error-level test gating all children of the model it tests (below);
+5. regenerates the dbt docs only when the project's models, docs or columns changed, or a relation
+   is missing from the catalog;
+6. records what the build covered, for step 3 of the next run.
+
+Gating: dbt build skips the children of a failed test only when they depend on *every* parent of that
+test. For a multi-parent test (a relationships test from A to B), a child of A that does not depend on
+B was rebuilt from A's failing rows (measured, FACTS.md). `gated_by_tested_model` adds the missing
+edges for the length of the build: a failing error-level test stops everything downstream of the
+model it is defined on, as the contract asks. The DuckDB file is only ever opened by this task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fitlake_common import config
+from fitlake_common.dbt_runtime import resolve_as_of_date, with_upstream_models
+from fitlake_common.dbt_watchers import STATUS_XCOM_KEY
+
+log = logging.getLogger(__name__)
+
+DOCS_NODE = "docs"  # the key of the docs step in the status payload (the docs_generate watcher)
+RESULT_STATUS = {"success", "error", "skipped", "pass", "fail", "warn", "runtime error", "no-op"}
+
+
+class NothingNew(Exception):
+    """Raised (as a skip) when the landing zone, the project and the as-of date are as last built."""
+
+
+@dataclass
+class RunPlan:
+    as_of_date: str
+    full_refresh: bool = False
+    select: str | None = None
+    models: list[str] | None = None  # None: every model
+
+    @property
+    def selective(self) -> bool:
+        return self.select is not None
+
+
+@dataclass
+class BuildSummary:
+    built: bool
+    reason: str
+    seconds: float = 0.0
+    counts: dict = field(default_factory=dict)
+    docs: str = "current"
+    plan: dict = field(default_factory=dict)
+
+
+# --- in-process dbt ---------------------------------------------------------------------------------
+
+
+class DbtSession:
+    """dbt in this process: parsed once (partial parse from the target dir), then invoked with that manifest."""
+
+    def __init__(self, target_dir: Path | None = None):
+        import multiprocessing
+
+        import dbt.mp_context
+        from dbt.cli.main import dbtRunner
+
+        # dbt makes its (thread) locks from a "spawn" context: named semaphores that a task process,
+        # which ends with os._exit, leaves to the resource tracker ("leaked semaphore objects" at
+        # exit). Locks of a "fork" context are unnamed, gone with the process, and the same to threads.
+        dbt.mp_context._MP_CONTEXT = multiprocessing.get_context("fork")
+
+        self._runner_class = dbtRunner
+        self.target_dir = Path(target_dir or config.DBT_TARGET_DIR)
+        self.target_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.update(config.DBT_ENV)
+        started = time.monotonic()
+        result = dbtRunner().invoke(["parse", *self.common_args()])
+        if not result.success:
+            raise RuntimeError(f"dbt could not parse {config.DBT_PROJECT_DIR}: {result.exception or 'see the log'}")
+        self.manifest = result.result
+        log.info("dbt project parsed in %.1fs (%d nodes)", time.monotonic() - started, len(self.manifest.nodes))
+
+    def common_args(self) -> list[str]:
+        return [
+            "--project-dir",
+            str(config.DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(config.DBT_PROFILES_DIR),
+            "--target-path",
+            str(self.target_dir),
+            "--log-path",
+            str(self.target_dir.parent / "logs"),
+        ]
+
+    def invoke(self, args: list[str], callbacks=None, target_dir: Path | None = None):
+        command = [*args, *self.common_args()]
+        if target_dir is not None:
+            command[command.index("--target-path") + 1] = str(target_dir)
+        log.info("dbt %s", " ".join(args))
+        return self._runner_class(manifest=self.manifest, callbacks=callbacks or []).invoke(command)
+
+    def models_matching(self, selector: str) -> list[str]:
+        result = self.invoke(["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", selector])
+        if not result.success:
+            raise ValueError(f"dbt could not resolve the selector {selector!r}: {result.exception or 'see the log'}")
+        names = sorted({str(name).strip() for name in result.result or [] if str(name).strip()})
+        if not names:
+            raise ValueError(f"the selector {selector!r} matches no model; nothing would run")
+        return names
+
+
+# --- the plan ---------------------------------------------------------------------------------------
+
+
+def make_plan(params: dict, dag_run) -> RunPlan:
+    """The run's choices from its Params; a selector is resolved to models later (`resolve_selection`)."""
+    plan = RunPlan(
+        as_of_date=resolve_as_of_date(params.get("as_of_date"), dag_run),
+        full_refresh=bool(params.get("full_refresh")),
+        select=(params.get("select") or "").strip() or None,
+    )
+    log.info(
+        "plan: as_of_date=%s full_refresh=%s select=%s", plan.as_of_date, plan.full_refresh, plan.select or "(all)"
+    )
+    return plan
+
+
+def resolve_selection(plan: RunPlan, session: DbtSession) -> None:
+    """The models a selector matches, and every model upstream of them (`with_upstream_models`)."""
+    if not plan.select:
+        return
+    matched = session.models_matching(plan.select)
+    plan.models = with_upstream_models(matched, session.target_dir / "manifest.json")
+    if len(plan.models) > len(matched):
+        log.info(
+            "the selector matches %s; their upstream models build too (an incremental model must not run ahead "
+            "of its parents): %s",
+            ", ".join(matched),
+            ", ".join(sorted(set(plan.models) - set(matched))),
+        )
+    log.info("selected models (%d): %s", len(plan.models), ", ".join(plan.models))
+
+
+def build_args(plan: RunPlan) -> list[str]:
+    args = ["build", "--vars", json.dumps({"as_of_date": plan.as_of_date})]
+    if plan.full_refresh:
+        args.append("--full-refresh")
+    if plan.models is not None:
+        # cautious: a test runs only when all its parents are built (the other one may not exist yet)
+        args += ["--select", *plan.models, "--indirect-selection", "cautious"]
+    args += ["--exclude", *config.DBT_BUILD_EXCLUDE] if config.DBT_BUILD_EXCLUDE else []
+    return args
+
+
+# --- one cycle, one build ---------------------------------------------------------------------------
+
+
+def wait_for_landings(count_in_flight, timeout: float, poll: float = 1.0) -> float:
+    """Wait while landing DAG runs are queued or running; returns the seconds waited (bounded by timeout).
+
+    A cycle lands both sources at once. The first landing to finish schedules this run; waiting for
+    the others lets this one build take their batches too, so the next run finds nothing new.
+    """
+    started = time.monotonic()
+    announced = None
+    while True:
+        in_flight = count_in_flight()
+        if not in_flight:
+            return time.monotonic() - started
+        waited = time.monotonic() - started
+        if waited >= timeout:
+            log.warning(
+                "landing still in flight after %.0fs (%s): building what has landed; the rest schedules another run",
+                waited,
+                ", ".join(in_flight),
+            )
+            return waited
+        if in_flight != announced:
+            log.info(
+                "waiting for landing DAG runs in flight (%s), so this build takes their batches", ", ".join(in_flight)
+            )
+            announced = in_flight
+        time.sleep(poll)
+
+
+def landing_fingerprint(landing_root: Path) -> str:
+    """A digest of every committed landing file (SQL batches and Kafka offset ranges); staging is ignored."""
+    from ingestion.state import landed_kafka_files, landed_sql_batches
+
+    entries: list[str] = []
+    for table in _landing_entities(landing_root / "sql"):
+        entries += [f"sql/{table}/{batch.path.name}" for batch in landed_sql_batches(landing_root, table)]
+    for topic in _landing_entities(landing_root / "kafka"):
+        entries += [
+            f"kafka/{topic}/{f.path.parent.name}/{f.path.name}" for f in landed_kafka_files(landing_root, topic)
+        ]
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
+
+
+def _landing_entities(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def project_fingerprint(project_dir: Path) -> str:
+    """A digest of the dbt project's files and of the settings dbt runs with (no dbt needed)."""
+    digest = hashlib.sha256(json.dumps(config.DBT_ENV, sort_keys=True).encode())
+    files = [project_dir / "dbt_project.yml", config.DBT_PROFILES_DIR / "profiles.yml"]
+    for folder in ("models", "macros", "tests", "seeds", "snapshots", "analyses"):
+        files += sorted(p for p in (project_dir / folder).rglob("*") if p.is_file())
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(project_dir.parent)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class BuildRecord:
+    """What the last successful full build covered (kept beside the warehouse, tied to that file)."""
+
+    landing: str
+    project: str
+    as_of_date: str
+    warehouse_inode: int
+    run_id: str
+    finished_at: str
+
+    @staticmethod
+    def path() -> Path:
+        return config.WAREHOUSE.with_name(config.WAREHOUSE.name + ".last_build.json")
+
+    @classmethod
+    def load(cls) -> BuildRecord | None:
+        try:
+            return cls(**json.loads(cls.path().read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self) -> None:
+        from ingestion.state import write_json_atomic
+
+        write_json_atomic(self.path(), asdict(self))
+
+
+def _warehouse_inode() -> int:
+    try:
+        return config.WAREHOUSE.stat().st_ino
+    except OSError:
+        return -1
+
+
+def unchanged_since(record: BuildRecord | None, plan: RunPlan, landing: str, project: str) -> bool:
+    return bool(
+        record
+        and not plan.full_refresh
+        and not plan.selective
+        and record.landing == landing
+        and record.project == project
+        and record.as_of_date == plan.as_of_date
+        and record.warehouse_inode == _warehouse_inode()
+    )
+
+
+# --- node status, for the watchers ------------------------------------------------------------------
+
+
+class NodeStatusBoard:
+    """Collects dbt's per-node results and publishes them as one XCom, at most every `interval` seconds."""
+
+    def __init__(self, publish, interval: float = 0.25):
+        self._publish = publish
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._nodes: dict[str, dict] = {}
+        self._done = False
+        self._skip_all: str | None = None
+        self._version = 0
+        self._published = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def set(self, uid: str, status: str, message: str | None = None, seconds: float | None = None) -> None:
+        with self._lock:
+            entry = {"status": status}
+            if message:
+                entry["message"] = message[:500]
+            if seconds is not None:
+                entry["seconds"] = round(float(seconds), 3)
+            self._nodes[uid] = entry
+            self._version += 1
+
+    def skip_all(self, reason: str) -> None:
+        """Every node the build would report ends skipped (the watchers' verdict for unreported nodes)."""
+        with self._lock:
+            self._skip_all = reason
+            self._version += 1
+
+    def get(self, uid: str) -> dict | None:
+        with self._lock:
+            return self._nodes.get(uid)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return self._payload()
+
+    def _payload(self) -> dict:
+        payload = {"done": self._done, "nodes": dict(self._nodes)}
+        if self._skip_all:
+            payload["skip_all"] = self._skip_all
+        return payload
+
+    def on_dbt_event(self, event) -> None:
+        """dbtRunner callback: a node finished (model, test, hook)."""
+        if event.info.name != "NodeFinished":
+            return
+        info = event.data.node_info
+        result = event.data.run_result
+        status = (result.status or info.node_status or "").lower()
+        if status in RESULT_STATUS:
+            self.set(info.unique_id, status, result.message or None, result.execution_time)
+
+    def publish(self, force: bool = False) -> None:
+        with self._lock:
+            if not force and self._version == self._published:
+                return
+            payload, version = self._payload(), self._version
+        self._publish(payload)
+        with self._lock:
+            self._published = max(self._published, version)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+            self._version += 1
+        self.stop()
+        self.publish(force=True)
+
+    def start(self) -> NodeStatusBoard:
+        self.publish(force=True)
+
+        def loop():
+            while not self._stop.wait(self._interval):
+                try:
+                    self.publish()
+                except Exception:  # a failed push must not stop the build; the final push retries
+                    log.exception("could not publish the dbt node status; the next push retries")
+
+        self._thread = threading.Thread(target=loop, name="dbt-status-publisher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def mark_unselected(board: NodeStatusBoard, manifest, plan: RunPlan) -> None:
+    """Models a selector leaves out, and the tests that need them, are skipped before dbt starts."""
+    if not plan.selective:
+        return
+    selected = set(plan.models or [])
+    for uid, node in manifest.nodes.items():
+        if node.resource_type == "model" and node.name not in selected:
+            board.set(uid, "skipped", f"not selected (select={plan.select})")
+        elif node.resource_type == "test":
+            parents = {manifest.nodes[p].name for p in node.depends_on.nodes if p in manifest.nodes}
+            if not parents <= selected:
+                board.set(uid, "skipped", f"a model it tests is not selected (select={plan.select})")
+
+
+def explain_skips(board: NodeStatusBoard, manifest) -> None:
+    """Say, for each node dbt skipped, which failed node upstream of it caused that."""
+    snapshot = board.snapshot()["nodes"]
+    failed = {uid for uid, s in snapshot.items() if s["status"] in ("error", "fail", "runtime error")}
+    if not failed:
+        return
+    failed_models = {_tested_model(manifest, uid) or uid for uid in failed}
+    for uid, status in snapshot.items():
+        if status["status"] != "skipped" or status.get("message", "").startswith(("not selected", "a model it")):
+            continue
+        ancestors = _model_ancestors(manifest, uid)
+        causes = sorted(f for f in failed if (_tested_model(manifest, f) or f) in ancestors | {uid})
+        if causes or failed_models & ancestors:
+            board.set(uid, "skipped", "not rebuilt: upstream failed: " + ", ".join(c.split(".")[2] for c in causes))
+
+
+def _tested_model(manifest, uid: str) -> str | None:
+    node = manifest.nodes.get(uid)
+    if node is None or node.resource_type != "test":
+        return None
+    attached = getattr(node, "attached_node", None)
+    return attached or (node.depends_on.nodes[0] if len(node.depends_on.nodes) == 1 else None)
+
+
+def _model_ancestors(manifest, uid: str) -> set[str]:
+    start = _tested_model(manifest, uid) or uid
+    seen, todo = set(), [start]
+    while todo:
+        node = manifest.nodes.get(todo.pop())
+        for parent in node.depends_on.nodes if node is not None else []:
+            if parent.startswith("model.") and parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
+
+
+# --- gating -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def gated_by_tested_model() -> Iterator[None]:
+    """During a build, an error-level test gates every child of the model it is defined on."""
+    import networkx as nx
+    from dbt.compilation import Linker
+
+    original = Linker.add_test_edges
+
+    def add_test_edges(linker, manifest):
+        original(linker, manifest)
+        graph = linker.graph
+        for test_id in list(graph.nodes):
+            test = manifest.nodes.get(test_id)
+            if test is None or test.resource_type != "test" or len(test.depends_on.nodes) < 2:
+                continue
+            if str(test.config.severity).lower() != "error":
+                continue
+            tested = getattr(test, "attached_node", None)
+            if not tested or tested not in graph:
+                continue
+            for child in list(graph.successors(tested)):
+                node = manifest.nodes.get(child)
+                if node is None or node.resource_type == "test" or graph.has_edge(test_id, child):
+                    continue
+                if nx.has_path(graph, child, test_id):  # the test reads the child: it cannot wait for the test
+                    continue
+                graph.add_edge(test_id, child, edge_type="parent_test")
+
+    Linker.add_test_edges = add_test_edges
+    try:
+        yield
+    finally:
+        Linker.add_test_edges = original
+
+
+# --- docs -------------------------------------------------------------------------------------------
+
+
+def docs_fingerprint(manifest) -> str:
+    """What the docs site shows of the project: descriptions, columns, docs blocks, lineage, code."""
+    parts = []
+    for uid, node in sorted({**manifest.nodes, **manifest.sources}.items()):
+        columns = {name: (c.description, c.data_type) for name, c in sorted(node.columns.items())}
+        depends = sorted(getattr(getattr(node, "depends_on", None), "nodes", None) or [])
+        checksum = getattr(getattr(node, "checksum", None), "checksum", None)
+        parts.append(json.dumps([uid, node.description, columns, depends, checksum], default=str))
+    parts += [f"{uid}:{doc.block_contents}" for uid, doc in sorted(manifest.docs.items())]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def docs_are_current(docs_dir: Path, fingerprint: str, manifest) -> tuple[bool, str]:
+    state = docs_dir / "fitlake_docs_state.json"
+    try:
+        recorded = json.loads(state.read_text()).get("fingerprint")
+        catalog = json.loads((docs_dir / "catalog.json").read_text())
+    except (OSError, ValueError):
+        return False, "no docs generated yet"
+    if recorded != fingerprint:
+        return False, "the project's models, columns or docs changed"
+    models = {uid for uid, n in manifest.nodes.items() if n.resource_type == "model"}
+    absent = models - set(catalog.get("nodes", {}))
+    if absent:
+        return False, f"{len(absent)} relation(s) missing from the catalog"
+    return True, "models, columns and docs unchanged since they were generated"
+
+
+def generate_docs(session: DbtSession, fingerprint: str) -> str:
+    docs_dir = config.DBT_DOCS_DIR
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    result = session.invoke(["docs", "generate"], target_dir=docs_dir)
+    if not result.success:
+        raise RuntimeError(f"dbt docs generate failed: {result.exception or 'see the log above'}")
+    from ingestion.state import write_json_atomic
+
+    write_json_atomic(docs_dir / "fitlake_docs_state.json", {"fingerprint": fingerprint})
+    catalog = json.loads((docs_dir / "catalog.json").read_text())
+    return f"regenerated: {len(catalog.get('nodes', {}))} relations in {time.monotonic() - started:.1f}s"
+
+
+# --- the task body ----------------------------------------------------------------------------------
+
+
+def run_dbt_build(
+    params: dict,
+    dag_run,
+    publish,
+    landings_in_flight=lambda: [],
+    run_id: str = "",
+) -> BuildSummary:
+    """Everything the `dbt_build` task does, callable without Airflow (`publish` takes the status payload)."""
+    config.WAREHOUSE.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its directory
+    board = NodeStatusBoard(publish).start()
+    try:
+        plan = make_plan(params, dag_run)
+        summary = BuildSummary(built=False, reason="", plan=asdict(plan))
+        waited = wait_for_landings(landings_in_flight, config.TRANSFORM_COALESCE_SECONDS)
+        if waited >= 1:
+            log.info("landings finished after %.1fs of waiting", waited)
+        # Decided before dbt is even imported: a run with nothing to do costs seconds.
+        landing = landing_fingerprint(config.LANDING_ROOT)
+        project = project_fingerprint(config.DBT_PROJECT_DIR)
+        record = BuildRecord.load()
+        if unchanged_since(record, plan, landing, project):
+            reason = (
+                f"nothing new since run {record.run_id} ({record.finished_at}): no file landed and neither the "
+                f"project nor the as-of date {plan.as_of_date} changed; no build"
+            )
+            board.set(DOCS_NODE, "skipped", "docs current: nothing was built")
+            board.skip_all("nothing new to build")
+            summary.reason = reason
+            raise NothingNew(reason)
+
+        session = DbtSession()
+        resolve_selection(plan, session)
+        summary.plan = asdict(plan)
+        mark_unselected(board, session.manifest, plan)
+        started = time.monotonic()
+        with gated_by_tested_model():
+            result = session.invoke(build_args(plan), callbacks=[board.on_dbt_event])
+        summary.seconds = round(time.monotonic() - started, 2)
+        for node_result in getattr(result.result, "results", None) or []:
+            # authoritative final statuses (the callback may miss a node dbt skipped without running)
+            board.set(
+                node_result.node.unique_id,
+                str(getattr(node_result.status, "value", node_result.status)).lower(),
+                node_result.message or None,
+                node_result.execution_time,
+            )
+        explain_skips(board, session.manifest)
+        summary.counts = _count(board.snapshot()["nodes"])
+        summary.built = True
+        if not result.success:
+            board.set(DOCS_NODE, "skipped", "docs not regenerated: the build failed")
+            summary.reason = f"dbt build failed: {_failures(board)}"
+            raise RuntimeError(
+                summary.reason + ". The failed tasks of this run show each failure; fix the data or "
+                "the model, then clear this task (its watchers follow) or wait for the next run."
+            )
+
+        fingerprint = docs_fingerprint(session.manifest)
+        current, why = docs_are_current(config.DBT_DOCS_DIR, fingerprint, session.manifest)
+        if current:
+            summary.docs = f"current ({why})"
+            board.set(DOCS_NODE, "skipped", f"docs current: {why}")
+        else:
+            log.info("dbt docs: %s; regenerating", why)
+            summary.docs = generate_docs(session, fingerprint)
+            board.set(DOCS_NODE, "success", f"docs {summary.docs} ({why})")
+        if not plan.selective:
+            BuildRecord(
+                landing=landing,
+                project=project,
+                as_of_date=plan.as_of_date,
+                warehouse_inode=_warehouse_inode(),
+                run_id=run_id,
+                finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            ).save()
+        summary.reason = "built"
+        log.info("dbt build done in %.1fs: %s; docs %s", summary.seconds, summary.counts, summary.docs)
+        return summary
+    finally:
+        board.finish()
+
+
+def _count(nodes: dict) -> dict:
+    counts: dict[str, int] = {}
+    for uid, status in nodes.items():
+        if uid != DOCS_NODE:
+            counts[status["status"]] = counts.get(status["status"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _failures(board: NodeStatusBoard) -> str:
+    nodes = board.snapshot()["nodes"]
+    failed = [uid.split(".")[2] for uid, s in nodes.items() if s["status"] in ("error", "fail", "runtime error")]
+    return f"{len(failed)} failed: {', '.join(sorted(failed))}" if failed else "dbt reported an error (see the log)"
+
+
+def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:
+    """Body of the `dbt_build` task."""
+    from airflow.sdk.exceptions import AirflowSkipException
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    def in_flight() -> list[str]:
+        return [
+            dag_id
+            for dag_id in config.LANDING_DAG_IDS
+            if RuntimeTaskInstance.get_dr_count(dag_id=dag_id, states=["queued", "running"])
+        ]
+
+    try:
+        summary = run_dbt_build(
+            params,
+            dag_run,
+            publish=lambda payload: ti.xcom_push(key=STATUS_XCOM_KEY, value=payload),
+            landings_in_flight=in_flight,
+            run_id=dag_run.run_id,
+        )
+    except NothingNew as nothing:
+        log.info("%s", nothing)  # Airflow logs a skip without its reason
+        raise AirflowSkipException(str(nothing)) from None
+    if outlet_events is not None:
+        from fitlake_common.assets import WAREHOUSE_GOLD_ASSET
+
+        outlet_events[WAREHOUSE_GOLD_ASSET].extra = {"counts": summary.counts, "seconds": summary.seconds}
+    return asdict(summary)

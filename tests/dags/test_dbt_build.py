@@ -1,0 +1,254 @@
+"""The one dbt build of transform_dbt, outside Airflow: what the watchers are told, when a run builds,
+and the gate that stops every child of a model whose error-level test fails.
+
+Real dbt (in-process, as the `dbt_build` task runs it) on a temporary warehouse and landing zone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from fitlake_common import config, dbt_build
+from fitlake_common.dbt_watchers import verdict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "dbt"))
+
+from golden_scenario import land_run1, land_run2, workout  # noqa: E402
+from landing_fixtures import LandingWriter  # noqa: E402
+
+USERS = "model.fitlake.users"
+USERS_TESTS = ["test.fitlake.unique_users_user_id.dff2f", "test.fitlake.not_null_users_user_id.fa10a"]
+RUN = SimpleNamespace(logical_date=None, run_after=datetime(2024, 6, 15, 12, tzinfo=UTC))  # an asset-triggered run
+
+
+# --- what a watcher ends as ---------------------------------------------------------------------------
+
+
+def test_a_watcher_waits_while_the_build_runs():
+    assert verdict([USERS], "model users", {"done": False, "nodes": {}}, "running") is None
+    assert verdict([USERS], "model users", None, "queued") is None
+
+
+@pytest.mark.parametrize(
+    "statuses,expected",
+    [
+        ({USERS_TESTS[0]: "pass", USERS_TESTS[1]: "pass"}, "success"),
+        ({USERS_TESTS[0]: "warn", USERS_TESTS[1]: "pass"}, "success"),  # warn-level failures do not gate
+        ({USERS_TESTS[0]: "fail", USERS_TESTS[1]: "pass"}, "failed"),
+        ({USERS_TESTS[0]: "error", USERS_TESTS[1]: "skipped"}, "failed"),
+        ({USERS_TESTS[0]: "skipped", USERS_TESTS[1]: "skipped"}, "skipped"),
+    ],
+)
+def test_a_watcher_ends_as_its_nodes_call_for(statuses, expected):
+    payload = {"done": False, "nodes": {uid: {"status": s} for uid, s in statuses.items()}}
+    result = verdict(USERS_TESTS, "tests of users", payload, "running")
+    assert result.state == expected
+    assert "unique_users_user_id" in result.message
+
+
+def test_a_watcher_fails_when_the_build_died_before_reporting_its_node():
+    result = verdict([USERS], "model users", {"done": False, "nodes": {}}, "failed")
+    assert result.state == "failed" and "dbt_build" in result.message and "users" in result.message
+    # a build that finished without the node: dbt left it out (e.g. a test whose parent was not selected)
+    assert verdict([USERS], "model users", {"done": True, "nodes": {}}, "success").state == "skipped"
+
+
+def test_a_build_that_did_not_run_skips_every_watcher_with_its_reason():
+    payload = {"done": True, "nodes": {}, "skip_all": "nothing new to build"}
+    result = verdict([USERS], "model users", payload, "skipped")
+    assert result.state == "skipped" and "nothing new" in result.message
+
+
+# --- publishing, coalescing, skipping --------------------------------------------------------------------
+
+
+def test_the_status_board_publishes_changes_and_a_final_done():
+    pushed = []
+    board = dbt_build.NodeStatusBoard(pushed.append, interval=0.05).start()
+    board.set(USERS, "success", seconds=0.5)
+    time.sleep(0.3)
+    count = len(pushed)
+    time.sleep(0.3)
+    assert len(pushed) == count, "nothing changed: nothing is pushed again"
+    board.finish()
+    assert pushed[0] == {"done": False, "nodes": {}}
+    assert pushed[-1] == {"done": True, "nodes": {USERS: {"status": "success", "seconds": 0.5}}}
+
+
+def test_the_build_waits_for_landings_in_flight_but_not_forever():
+    in_flight = iter([["land_kafka"], ["land_kafka"], []])
+    assert dbt_build.wait_for_landings(lambda: next(in_flight), timeout=10, poll=0.05) < 1
+    started = time.monotonic()
+    waited = dbt_build.wait_for_landings(lambda: ["land_kafka"], timeout=0.3, poll=0.05)
+    assert 0.3 <= waited < 2 and time.monotonic() - started < 2
+
+
+def test_the_landing_fingerprint_follows_committed_files_only(tmp_path):
+    writer = LandingWriter(tmp_path)
+    before = dbt_build.landing_fingerprint(tmp_path)
+    writer.kafka_file("workout", [workout(1, 1, 1, "start", 1700000000)])
+    after = dbt_build.landing_fingerprint(tmp_path)
+    assert after != before
+    (tmp_path / "_staging").mkdir(exist_ok=True)
+    (tmp_path / "_staging" / "half-written.parquet").write_bytes(b"x")
+    assert dbt_build.landing_fingerprint(tmp_path) == after
+
+
+# --- real builds ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def installation(tmp_path, monkeypatch):
+    """config pointed at a scratch copy of the dbt project, a landing zone and a warehouse."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(REPO_ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    warehouse = tmp_path / "warehouse" / "fitlake.duckdb"
+    env = {**config.DBT_ENV, "FITLAKE_WAREHOUSE": str(warehouse), "FITLAKE_LANDING_ROOT": str(landing)}
+    for name, value in {
+        "DBT_PROJECT_DIR": project,
+        "DBT_PROFILES_DIR": project,
+        "LANDING_ROOT": landing,
+        "WAREHOUSE": warehouse,
+        "DBT_TARGET_DIR": tmp_path / "dbt" / "target",
+        "DBT_DOCS_DIR": tmp_path / "dbt_docs",
+        "DBT_ENV": env,
+        "TRANSFORM_COALESCE_SECONDS": 1,
+    }.items():
+        monkeypatch.setattr(config, name, value)
+    yield SimpleNamespace(project=project, writer=LandingWriter(landing), warehouse=warehouse)
+    _release_warehouse()
+
+
+def _release_warehouse() -> None:
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    if DuckDBConnectionManager._ENV is not None:
+        DuckDBConnectionManager._ENV.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
+def build(params: dict | None = None, run_id: str = "run"):
+    """One run of the task body; returns (summary or the NothingNew reason, the last payload pushed)."""
+    pushed: list[dict] = []
+    try:
+        summary = dbt_build.run_dbt_build(
+            {"as_of_date": "2024-06-15", **(params or {})}, RUN, pushed.append, run_id=run_id
+        )
+    except dbt_build.NothingNew as nothing:
+        summary = str(nothing)
+    finally:
+        _release_warehouse()
+    return summary, pushed[-1]
+
+
+def query(warehouse: Path, sql: str):
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.sql(sql).fetchall()
+
+
+def statuses(payload: dict, kind: str = "model") -> dict[str, str]:
+    return {uid.split(".")[2]: s["status"] for uid, s in payload["nodes"].items() if uid.startswith(kind + ".")}
+
+
+def test_a_run_builds_then_finds_nothing_new_until_something_lands(installation):
+    land_run1(installation.writer)
+    summary, payload = build(run_id="first")
+    assert summary.built and payload["done"]
+    assert set(statuses(payload).values()) == {"success"} and len(statuses(payload)) == 18
+    assert payload["nodes"]["docs"]["status"] == "success"  # first build: the docs are generated
+    assert (config.DBT_DOCS_DIR / "catalog.json").is_file()
+
+    reason, payload = build(run_id="second")
+    assert isinstance(reason, str) and "nothing new since run first" in reason
+    assert payload["skip_all"] and payload["done"]
+
+    reason, _ = build({"as_of_date": "2024-06-16"})  # ages change with the as-of date: build again
+    assert not isinstance(reason, str)
+
+    land_run2(installation.writer)
+    summary, payload = build()
+    assert summary.built
+    assert payload["nodes"]["docs"]["status"] == "skipped"  # same models, same columns: docs current
+    assert "docs current" in payload["nodes"]["docs"]["message"]
+
+    summary, payload = build({"full_refresh": True})  # a full refresh always builds
+    assert summary.built and summary.plan["full_refresh"]
+
+
+def test_a_selection_builds_its_models_and_their_parents_only(installation):
+    land_run1(installation.writer)
+    summary, payload = build({"select": "gym_summary"})
+    models = statuses(payload)
+    assert models["gym_summary"] == "success" and models["users"] == "success" and models["gym_logs"] == "success"
+    assert models["workout_bpm_summary"] == "skipped" and models["quarantine"] == "skipped"
+    assert "not selected" in payload["nodes"]["model.fitlake.workout_bpm_summary"]["message"]
+    assert not dbt_build.BuildRecord.path().exists(), "a selective build does not count as a full build"
+
+
+def test_a_failing_multi_parent_test_stops_every_child_of_the_model_it_tests(installation):
+    """relationships(workouts.user_id -> users), error level: its parents are workouts and users.
+
+    dbt alone would rebuild completed_workouts (a child of workouts that does not depend on users)
+    from the failing rows (FACTS.md); the build's gate skips it, and everything below it.
+    """
+    yml = installation.project / "models" / "silver" / "workouts.yml"
+    spec = yaml.safe_load(yml.read_text())
+    [model] = spec["models"]
+    column = next(c for c in model["columns"] if c["name"] == "user_id")
+    column["data_tests"].append(
+        {"relationships": {"arguments": {"to": "ref('users')", "field": "user_id"}, "config": {"severity": "error"}}}
+    )
+    yml.write_text(yaml.safe_dump(spec, sort_keys=False))
+    land_run1(installation.writer)
+    build()  # a clean first build
+    gold_before = query(installation.warehouse, "select * from gold.workout_bpm_summary order by all")
+    installation.writer.kafka_file(  # a workout of a user who never registered
+        "workout",
+        [workout(99999, 1, 1, "start", 1700050000), workout(99999, 1, 1, "stop", 1700050600)],
+    )
+    land_run2(installation.writer)  # and new data for the unrelated branches
+
+    pushed: list[dict] = []
+    with pytest.raises(RuntimeError, match="relationships_workouts_user_id"):
+        dbt_build.run_dbt_build({"as_of_date": "2024-06-15"}, RUN, pushed.append)
+    _release_warehouse()
+    payload = pushed[-1]
+    assert payload["done"]
+    tests = {uid.split(".")[2]: s for uid, s in payload["nodes"].items() if uid.startswith("test.")}
+    assert tests["relationships_workouts_user_id__user_id__ref_users_"]["status"] == "fail"
+    models = statuses(payload)
+    for gated in ("completed_workouts", "workout_bpm", "workout_bpm_summary", "gym_summary"):
+        assert models[gated] == "skipped", (gated, models[gated])
+        assert (
+            "upstream failed: relationships_workouts_user_id" in payload["nodes"][f"model.fitlake.{gated}"]["message"]
+        )
+    for unrelated in ("heart_rate", "user_profile", "user_bins", "users", "gym_logs"):
+        assert models[unrelated] == "success", unrelated
+    assert query(installation.warehouse, "select count(*) from silver.completed_workouts where user_id = 99999") == [
+        (0,)
+    ]
+    assert query(installation.warehouse, "select * from gold.workout_bpm_summary order by all") == gold_before
+    assert payload["nodes"]["docs"]["status"] == "skipped"
+
+
+def test_dbt_locks_leave_no_named_semaphores(installation):
+    """dbt's locks come from a fork context in the build (no 'leaked semaphore objects' at exit)."""
+    land_run1(installation.writer)
+    build()
+    import dbt.mp_context
+
+    assert dbt.mp_context.get_mp_context().get_start_method() == "fork"
+    assert threading.active_count() < 20
