@@ -11,8 +11,8 @@
 No connection, no alert, no error: the demo has none. Connections are looked up when an alert is
 sent, never when a DAG is parsed.
 
-For any DAG, one line adds an alert on a failed run: `DAG(..., on_failure_callback=alerts.on_dag_run_failure)`
-(or `**alerts.DAG_FAILURE_ALERTS`). The monitor DAG calls :func:`send_health_alert` for failed checks.
+Every FitLake DAG alerts on a failed run with one line: `DAG(..., on_failure_callback=alerts.on_dag_run_failure)`.
+The monitor DAG calls :func:`send_health_alert` for failed checks.
 """
 
 from __future__ import annotations
@@ -127,18 +127,30 @@ def _table(rows: list[dict]) -> str:
     return f"<table border='1' cellpadding='4' cellspacing='0'><tr>{head}</tr>{body}</table>"
 
 
-def health_message(failing: list[dict], run_link: str, dashboard_link: str) -> tuple[str, str, str]:
-    """Subject, HTML and plain text of a health alert."""
+def health_message(
+    failing: list[dict], run_link: str, dashboard_link: str, still_failing: list[dict] = ()
+) -> tuple[str, str, str]:
+    """Subject, HTML and plain text of a health alert: the checks to alert on, then those still failing
+    that were alerted before (listed, not repeated)."""
     names = ", ".join(f"{r['check_name']} {r['entity']}" for r in failing[:4])
     more = f" and {len(failing) - 4} more" if len(failing) > 4 else ""
     worst = "error" if any(r["status"] == "error" for r in failing) else "warn"
     subject = f"[FitLake] health {worst}: {len(failing)} check(s) failing ({names}{more})"
-    text = (
-        "\n".join(f"- {r['status'].upper()} {r['check_name']} / {r['entity']}: {r['detail']}" for r in failing)
-        + f"\nMonitor run: {run_link}\nDashboard: {dashboard_link}"
+
+    def why(r: dict) -> str:
+        return f" ({r['reason']})" if r.get("reason") else ""
+
+    still = ", ".join(f"{r['check_name']} {r['entity']}" for r in still_failing)
+    text = "\n".join(
+        f"- {r['status'].upper()} {r['check_name']} / {r['entity']}{why(r)}: {r['detail']}" for r in failing
     )
-    body = (
-        f"<p>{len(failing)} FitLake health check(s) failed.</p>{_table(failing)}"
+    if still:
+        text += f"\nStill failing, alerted before: {still}"
+    text += f"\nMonitor run: {run_link}\nDashboard: {dashboard_link}"
+    body = f"<p>{len(failing)} FitLake health check(s) failed.</p>{_table(failing)}"
+    if still:
+        body += f"<p>Still failing, alerted before: {html.escape(still)}</p>"
+    body += (
         f"<p>Monitor run: <a href='{html.escape(run_link)}'>{html.escape(run_link)}</a><br>"
         f"Dashboard: <a href='{html.escape(dashboard_link)}'>{html.escape(dashboard_link)}</a></p>"
         "<p>Thresholds and what to do: README, section Health checks.</p>"
@@ -146,10 +158,26 @@ def health_message(failing: list[dict], run_link: str, dashboard_link: str) -> t
     return subject, body, text
 
 
-def send_health_alert(failing: list[dict], dag_id: str, run_id: str, context=None) -> list[str]:
+def send_health_alert(failing: list[dict], dag_id: str, run_id: str, context=None, still_failing=()) -> list[str]:
     link = run_url(dag_id, run_id)
-    subject, body, text = health_message(failing, link, f"{base_url()}/fitlake-dashboard/")
+    subject, body, text = health_message(failing, link, f"{base_url()}/fitlake-dashboard/", list(still_failing))
     return send(subject, body, text, context)
+
+
+def _failed_tasks(dag_id: str, run_id: str, context) -> list[str]:
+    """The failed tasks of the run, asked of the API server (a DAG callback runs in the DAG processor,
+    whose `dag_run` is a plain record without task instances); else the task the callback names."""
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, run_ids=[run_id]).get(run_id, {})
+        failed = sorted(t for t, state in states.items() if state == "failed")
+        if failed:
+            return failed
+    except Exception:  # noqa: BLE001 - the list is a courtesy; the alert must go out without it
+        log.warning("could not list the failed tasks of %s %s", dag_id, run_id, exc_info=True)
+    ti = context.get("ti") or context.get("task_instance")
+    return [ti.task_id] if getattr(ti, "task_id", None) else []
 
 
 def on_dag_run_failure(context) -> None:
@@ -158,11 +186,7 @@ def on_dag_run_failure(context) -> None:
     dag = context.get("dag")
     dag_id = getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "?")
     run_id = getattr(dag_run, "run_id", None) or context.get("run_id", "?")
-    failed = []
-    try:
-        failed = [ti.task_id for ti in dag_run.get_task_instances(state=["failed", "upstream_failed"])]
-    except Exception:  # noqa: BLE001 - the list is a courtesy; the alert must go out without it
-        log.debug("could not list the failed tasks of %s %s", dag_id, run_id, exc_info=True)
+    failed = _failed_tasks(dag_id, run_id, context)
     link = run_url(dag_id, run_id)
     reason = context.get("reason") or "a task failed"
     subject = f"[FitLake] DAG run failed: {dag_id}"
@@ -173,7 +197,3 @@ def on_dag_run_failure(context) -> None:
         f"<p>Failed tasks: {html.escape(tasks)}</p><p>Run: <a href='{html.escape(link)}'>{html.escape(link)}</a></p>"
     )
     send(subject, body, text, context)
-
-
-# `DAG(..., **alerts.DAG_FAILURE_ALERTS)`: the one line a DAG adds to alert on failed runs.
-DAG_FAILURE_ALERTS = {"on_failure_callback": on_dag_run_failure}
