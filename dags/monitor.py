@@ -28,9 +28,11 @@ warehouse: full refreshes never lose it).
 Tasks: `warehouse_checks` (dbt source freshness + `dbt build --select tag:health`, in the
 `duckdb_warehouse` pool) and `source_checks` (reconciliation, Kafka lag: no warehouse) ->
 `record` -> `alert` (SMTP / Slack notifiers from the connections `fitlake_smtp` / `fitlake_slack`;
-none configured: no alert). After a transform (or with **refresh_snapshot**), `refresh_snapshot`
-exports gold to a Parquet snapshot (pool, seconds) that the dashboard (**Browse > FitLake
-dashboard**) and the API (`/fitlake-api/v1/`) read; `dashboard` regenerates the page every run.
+none configured: no alert). A check that keeps failing alerts once, then every
+`$FITLAKE_ALERT_REPEAT_HOURS` (24) or when it gets worse; every run records it. After a transform
+(or with **refresh_snapshot**), `refresh_snapshot` exports gold to a Parquet snapshot (pool,
+seconds) that the dashboard (**Browse > FitLake dashboard**) and the API (`/fitlake-api/v1/`)
+read; otherwise it is *skipped*. `dashboard` regenerates the page every run.
 A failing check does not fail the run (it is data: history, alert, dashboard); a check that cannot
 run is recorded as a failing `dbt` check, and a crashed task fails the run and alerts.
 """
@@ -61,7 +63,7 @@ with DAG(
         "retries": int(os.environ.get("FITLAKE_MONITOR_RETRIES", "1")),
         "retry_delay": timedelta(seconds=int(os.environ.get("FITLAKE_MONITOR_RETRY_DELAY_SECONDS", "60"))),
     },
-    **alerts.DAG_FAILURE_ALERTS,
+    on_failure_callback=alerts.on_dag_run_failure,
 ):
 
     @task(pool=config.WAREHOUSE_POOL)
@@ -80,19 +82,18 @@ with DAG(
     def alert(recorded: dict, dag_run=None, **context) -> list[str]:
         return monitor.alert(recorded, dag_run.dag_id, dag_run.run_id, context)
 
-    @task.short_circuit(ignore_downstream_trigger_rules=False)
-    def snapshot_wanted(params=None, triggering_asset_events=None) -> bool:
-        return monitor.should_refresh_snapshot(params, triggering_asset_events)
-
     @task(pool=config.WAREHOUSE_POOL)
-    def refresh_snapshot(dag_run=None) -> dict:
-        return monitor.refresh_snapshot(source=f"{dag_run.dag_id} {dag_run.run_id}")
+    def refresh_snapshot(dag_run=None, params=None, triggering_asset_events=None) -> dict:
+        return monitor.refresh_snapshot(params, triggering_asset_events, source=f"{dag_run.dag_id} {dag_run.run_id}")
 
     @task(trigger_rule="none_failed")
     def dashboard() -> str:
         return monitor.build_dashboard()
 
-    recorded = record(warehouse_checks(), source_checks())
+    checked = warehouse_checks()
+    recorded = record(checked, source_checks())
     alert(recorded)
+    # the snapshot waits for the checks only to take the pool after them, never to read their results
     snapshot = refresh_snapshot()
-    recorded >> snapshot_wanted() >> snapshot >> dashboard()
+    checked >> snapshot
+    [recorded, snapshot] >> dashboard()

@@ -9,7 +9,7 @@ route: the Airflow plugin passes Airflow's `get_user` (JWT bearer or the `_token
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query
@@ -86,6 +86,7 @@ class CheckRow(BaseModel):
     value: float | None
     threshold: float | None
     detail: str | None
+    alerted: bool | None = Field(None, description="This run alerted on it (a check that keeps failing alerts once)")
 
 
 class CheckPage(Page):
@@ -132,7 +133,12 @@ def _query(sql: str, params: list) -> list[dict]:
     with duckdb.connect() as con:
         cursor = con.execute(sql, params)
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, map(_utc, row))) for row in cursor.fetchall()]
+
+
+def _utc(value):
+    """Timestamps are UTC throughout (naive in the warehouse): answer them with their offset (RFC 3339)."""
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
 
 
 def _page(source: str, where: list[str], params: list, order: str, limit: int, offset: int) -> dict:
@@ -288,6 +294,4 @@ def create_app(auth_dependency=None, root_path: str = "") -> FastAPI:
 
 
 def _utc_naive(moment: datetime) -> datetime:
-    from datetime import UTC
-
     return moment.astimezone(UTC).replace(tzinfo=None)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fitlake_common import REPO_ROOT
@@ -29,8 +29,11 @@ RECONCILE_MAX_LOST = int(os.environ.get("FITLAKE_RECONCILE_MAX_LOST", "0"))
 KAFKA_LAG_MAX = int(os.environ.get("FITLAKE_KAFKA_LAG_MAX", "1000000"))
 # Which statuses raise an alert (comma-separated).
 ALERT_STATUSES = tuple(s.strip() for s in os.environ.get("FITLAKE_ALERT_ON", "warn,error").split(",") if s.strip())
+# A check that keeps failing is alerted again after this many hours (0: on every monitor run).
+ALERT_REPEAT_HOURS = float(os.environ.get("FITLAKE_ALERT_REPEAT_HOURS", "24"))
 
 STATUSES = ("pass", "skipped", "warn", "error")
+SEVERITY = {"pass": 0, "skipped": 0, "warn": 1, "error": 2}
 CHECKS = ("freshness", "volume", "duplicates", "reconciliation", "kafka_lag", "quarantine_rate", "dbt")
 
 
@@ -120,9 +123,17 @@ def run_file_name(run_id: str) -> str:
 
 
 def write_history(
-    results: list[CheckResult], run_id: str, checked_at: datetime | None = None, run_url: str = "", history_dir=None
+    results: list[CheckResult],
+    run_id: str,
+    checked_at: datetime | None = None,
+    run_url: str = "",
+    history_dir=None,
+    alerted: frozenset[tuple[str, str]] = frozenset(),
 ) -> Path:
-    """Append the results of one monitor run (replacing this run's earlier file, if a retry wrote one)."""
+    """Append the results of one monitor run (replacing this run's earlier file, if a retry wrote one).
+
+    `alerted`: the (check, entity) pairs this run alerts on (the next runs do not repeat them, see `alert_reason`).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -142,6 +153,7 @@ def write_history(
             "value": pa.array([r["value"] for r in rows], pa.float64()),
             "threshold": pa.array([r["threshold"] for r in rows], pa.float64()),
             "detail": pa.array([r["detail"] for r in rows], pa.string()),
+            "alerted": pa.array([(r["check_name"], r["entity"]) in alerted for r in rows], pa.bool_()),
         }
     )
     final = history_dir / run_file_name(run_id)
@@ -153,7 +165,7 @@ def write_history(
     return final
 
 
-HISTORY_COLUMNS = "checked_at, run_id, run_url, check_name, entity, layer, status, value, threshold, detail"
+HISTORY_COLUMNS = "checked_at, run_id, run_url, check_name, entity, layer, status, value, threshold, detail, alerted"
 
 
 def history_sql(history_dir=None) -> str:
@@ -163,7 +175,7 @@ def history_sql(history_dir=None) -> str:
         return (
             "(select cast(null as timestamp) as checked_at, '' as run_id, '' as run_url, '' as check_name, "
             "'' as entity, '' as layer, '' as status, cast(null as double) as value, "
-            "cast(null as double) as threshold, '' as detail where false)"
+            "cast(null as double) as threshold, '' as detail, false as alerted where false)"
         )
     pattern = str(history_dir / "run-*.parquet").replace("'", "''")
     return f"(select {HISTORY_COLUMNS} from read_parquet('{pattern}', union_by_name = true))"
@@ -175,6 +187,40 @@ def latest_sql(history_dir=None) -> str:
         f"(select * from {history_sql(history_dir)} "
         "qualify row_number() over (partition by check_name, entity order by checked_at desc) = 1)"
     )
+
+
+def previous_state(run_id: str, history_dir=None) -> dict[tuple[str, str], dict]:
+    """Per (check, entity), from the runs before `run_id`: the latest status and when it was last alerted."""
+    import duckdb
+
+    sql = (
+        "select check_name, entity, arg_max(status, checked_at) as status, "
+        f"max(checked_at) filter (where alerted) as alerted_at from {history_sql(history_dir)} "
+        "where run_id <> ? group by all"
+    )
+    with duckdb.connect() as con:
+        rows = con.execute(sql, [run_id]).fetchall()
+    return {(check, entity): {"status": status, "alerted_at": alerted_at} for check, entity, status, alerted_at in rows}
+
+
+def alert_reason(
+    result: CheckResult, previous: dict | None, now: datetime, repeat_hours: float = ALERT_REPEAT_HOURS
+) -> str | None:
+    """Why a failing result is alerted, or None: a check that keeps failing alerts once, not every hour.
+
+    `new` (it passed, or never ran, before), `worse` (warn -> error), or `still failing` once `repeat_hours`
+    have passed since its last alert; `repeat_hours` 0 alerts on every run.
+    """
+    if not result.failing:
+        return None
+    if previous is None or previous["status"] not in ALERT_STATUSES:
+        return "new"
+    if SEVERITY[result.status] > SEVERITY.get(previous["status"], 0):
+        return "worse"
+    alerted_at = previous["alerted_at"]
+    if repeat_hours <= 0 or alerted_at is None or now - alerted_at >= timedelta(hours=repeat_hours):
+        return "still failing"
+    return None
 
 
 def summary_line(results: list[CheckResult]) -> str:

@@ -1,8 +1,9 @@
 """Task bodies of the monitor DAG: run the health checks, record them, alert, refresh snapshot and dashboard.
 
 * `warehouse_checks` runs `dbt source freshness` and `dbt build --select tag:health` (the health
-  models and their tests) and reads `health.health_check_results`. It is the only step besides the
-  snapshot export that opens the warehouse, in the `duckdb_warehouse` pool, for a few seconds.
+  models and their tests) in its own process, on one parse of the project, and reads
+  `health.health_check_results`. It is the only step besides the snapshot export that opens the
+  warehouse, in the `duckdb_warehouse` pool, and it closes the file before it ends.
 * `source_checks` reconciles the SQL source and the Kafka topics with the landing zone
   (`ingestion.reconcile`): no warehouse, no pool.
 * `record` appends every result to the health history; `alert` notifies on failing ones.
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,42 +27,71 @@ from fitlake_common.health import CheckResult
 log = logging.getLogger(__name__)
 
 
-def _dbt(args: list[str], target: Path) -> subprocess.CompletedProcess:
-    """dbt in a subprocess: when it exits, its hold on the DuckDB file is gone for sure."""
-    partial = config.DBT_MANIFEST.parent / "partial_parse.msgpack"
-    if partial.exists() and not (target / partial.name).exists():
-        shutil.copy(partial, target / partial.name)  # reuse `make dbt-manifest`'s parse: seconds saved
-    command = [
-        config.DBT_EXECUTABLE,
-        *args,
-        "--project-dir",
-        str(config.DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(config.DBT_PROFILES_DIR),
-        "--target-path",
-        str(target),
-        "--log-path",
-        str(target / "logs"),
-    ]
-    log.info("dbt %s", " ".join(args))
-    started = time.monotonic()
-    done = subprocess.run(command, env={**os.environ, **config.DBT_ENV}, capture_output=True, text=True)
-    log.info("dbt %s: exit %d in %.1fs\n%s", args[0], done.returncode, time.monotonic() - started, done.stdout[-6000:])
-    if done.stderr.strip():
-        log.warning("dbt stderr:\n%s", done.stderr[-3000:])
-    return done
+def _wait_for_warehouse(timeout: float = 60.0) -> None:
+    """Until no other process holds the warehouse. The pool keeps tasks apart, but a task's process is still
+    exiting (closing DuckDB) for a moment after Airflow marks it done and hands its pool slot on."""
+    import duckdb
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            duckdb.connect(str(config.WAREHOUSE), read_only=True).close()
+            return
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _release_warehouse() -> None:
+    """dbt-duckdb keeps its DuckDB connection open until the process exits (keep_open): close it now, so the
+    next task of the pool (a transform) finds the file free as soon as this one is done."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment = DuckDBConnectionManager._ENV
+    if environment is not None:
+        environment.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
+def _run_dbt(target: Path):
+    """`dbt source freshness`, then `dbt build --select tag:health`, in this process on one parse of the
+    project; returns both results. The transform's partial parse (same project and profile) is reused."""
+    from fitlake_common.dbt_build import DbtSession
+
+    transform_parse = config.DBT_TARGET_DIR / "partial_parse.msgpack"
+    own_parse = target / transform_parse.name
+    if transform_parse.exists() and (
+        not own_parse.exists() or transform_parse.stat().st_mtime > own_parse.stat().st_mtime
+    ):
+        shutil.copy2(transform_parse, own_parse)
+    session = DbtSession(target_dir=target)
+    try:
+        freshness = session.invoke(["source", "freshness"])
+        build = session.invoke(["build", "--select", "tag:health"])
+    finally:
+        _release_warehouse()
+    return freshness, build
 
 
 def warehouse_checks() -> list[dict]:
     """Freshness, volume, duplicates and quarantine rate, as history rows."""
-    config.WAREHOUSE.parent.mkdir(parents=True, exist_ok=True)
+    if not config.WAREHOUSE.exists():
+        detail = f"no warehouse at {config.WAREHOUSE} yet: the transform_dbt DAG builds it"
+        return [CheckResult("dbt", "warehouse", "error", detail=detail).as_dict()]
     results: list[CheckResult] = []
-    # a target dir of its own, kept between runs: dbt reuses its partial parse (seconds per run)
+    # a target dir of its own, kept between runs (its partial parse), apart from the transform's artefacts
     target = health.HEALTH_DIR / "dbt_target"
     target.mkdir(parents=True, exist_ok=True)
     for stale in ("sources.json", "run_results.json"):
         (target / stale).unlink(missing_ok=True)
-    _dbt(["source", "freshness"], target)
+    started = time.monotonic()
+    _wait_for_warehouse()
+    try:
+        _, build = _run_dbt(target)
+    except Exception as exc:  # noqa: BLE001 - dbt could not start: recorded as a failing check, named
+        log.exception("dbt could not run the health checks")
+        return [CheckResult("dbt", "health models", "error", detail=f"dbt could not run: {exc}"[:1000]).as_dict()]
     sources = target / "sources.json"
     if sources.exists():
         results += health.freshness_results(json.loads(sources.read_text()))
@@ -71,19 +99,18 @@ def warehouse_checks() -> list[dict]:
         results.append(
             CheckResult("dbt", "source freshness", "error", detail="dbt source freshness did not run; see the log")
         )
-    build = _dbt(["build", "--select", "tag:health"], target)
     results += _failed_health_nodes(target / "run_results.json", build)
     results += _read_check_results()
-    log.info("warehouse checks: %s", health.summary_line(results))
+    log.info("warehouse checks in %.1fs: %s", time.monotonic() - started, health.summary_line(results))
     return [r.as_dict() for r in results]
 
 
-def _failed_health_nodes(run_results: Path, build: subprocess.CompletedProcess) -> list[CheckResult]:
+def _failed_health_nodes(run_results: Path, build) -> list[CheckResult]:
     """A health model that could not be built means its checks did not run: say which and why."""
     if not run_results.exists():
-        tail = (build.stdout or build.stderr)[-500:]
+        why = getattr(build, "exception", None) or "see the log"
         return [
-            CheckResult("dbt", "health models", "error", detail=f"dbt build --select tag:health did not run: {tail}")
+            CheckResult("dbt", "health models", "error", detail=f"dbt build --select tag:health did not run: {why}")
         ]
     failed = []
     for result in json.loads(run_results.read_text()).get("results", []):
@@ -130,47 +157,86 @@ def source_checks() -> list[dict]:
 
 
 def record(rows: list[dict], dag_id: str, run_id: str) -> dict:
-    """Append the run's results to the health history; return the failing ones for the alert."""
+    """Append the run's results to the health history; return the failing ones and those to alert on.
+
+    A check that keeps failing is alerted once (then again every FITLAKE_ALERT_REPEAT_HOURS, or when it
+    gets worse), not on every hourly run: the history says which rows were alerted.
+    """
+    from datetime import UTC, datetime
+
     from fitlake_common.alerts import run_url
 
     results = [CheckResult.from_dict(r) for r in rows]
-    path = health.write_history(results, run_id, run_url=run_url(dag_id, run_id))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    previous = health.previous_state(run_id)
+    reasons = {}
+    for r in results:
+        reason = health.alert_reason(r, previous.get((r.check_name, r.entity)), now)
+        if reason:
+            reasons[(r.check_name, r.entity)] = reason
+    path = health.write_history(results, run_id, now, run_url=run_url(dag_id, run_id), alerted=frozenset(reasons))
     failing = [r.as_dict() for r in results if r.failing]
+    to_alert = [
+        {**r, "reason": reasons[(r["check_name"], r["entity"])]}
+        for r in failing
+        if (r["check_name"], r["entity"]) in reasons
+    ]
     log.info("health: %s; %d row(s) in %s", health.summary_line(results), len(results), path)
     for r in failing:
-        log.warning("FAILING %s %s/%s: %s", r["status"], r["check_name"], r["entity"], r["detail"])
-    return {"path": str(path), "checks": len(results), "failing": failing}
+        why = reasons.get((r["check_name"], r["entity"]), "alerted before: not repeated")
+        log.warning("FAILING %s %s/%s (%s): %s", r["status"], r["check_name"], r["entity"], why, r["detail"])
+    return {"path": str(path), "checks": len(results), "failing": failing, "alert": to_alert}
 
 
 def alert(recorded: dict, dag_id: str, run_id: str, context=None) -> list[str]:
     from fitlake_common.alerts import send_health_alert
 
-    failing = recorded["failing"]
-    if not failing:
-        log.info("every check passed: no alert")
+    to_alert = recorded.get("alert", [])
+    still = [r for r in recorded["failing"] if not _same_check(r, to_alert)]
+    if not to_alert:
+        log.info(
+            "no alert: %s",
+            f"{len(still)} check(s) still failing, alerted before" if still else "every check passed",
+        )
         return []
-    return send_health_alert(failing, dag_id, run_id, context)
+    return send_health_alert(to_alert, dag_id, run_id, context, still_failing=still)
 
 
-def should_refresh_snapshot(params: dict, triggering_asset_events) -> bool:
-    """After a successful transform (the gold Asset event), on request, or when there is none yet."""
+def _same_check(row: dict, rows: list[dict]) -> bool:
+    return any((row["check_name"], row["entity"]) == (r["check_name"], r["entity"]) for r in rows)
+
+
+def snapshot_wanted(params: dict | None, triggering_asset_events) -> str | None:
+    """Why the snapshot is exported now: after a successful transform (the gold Asset event), on request,
+    or when there is none yet; None: the current one stays."""
     from fitlake_common import snapshot
 
-    if params.get("refresh_snapshot"):
-        return True
-    if snapshot.current_dir() is None:
-        return True
     try:
-        return bool(triggering_asset_events) and any(True for _ in triggering_asset_events.values())
-    except AttributeError:
-        return bool(triggering_asset_events)
+        events = [e for evs in (triggering_asset_events or {}).values() for e in evs]
+    except (AttributeError, TypeError):
+        events = list(triggering_asset_events or [])
+    if events:
+        return f"a transform published gold ({len(events)} event(s))"
+    if (params or {}).get("refresh_snapshot"):
+        return "requested (refresh_snapshot)"
+    if snapshot.current_dir() is None:
+        return "there is no snapshot yet"
+    return None
 
 
-def refresh_snapshot(source: str) -> dict:
+def refresh_snapshot(params: dict | None, triggering_asset_events, source: str) -> dict:
+    """Export gold to a new snapshot when one is wanted (else skip: the dashboard keeps the current one)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from fitlake_common import snapshot
 
+    why = snapshot_wanted(params, triggering_asset_events)
+    if why is None:
+        message = "no transform since the last snapshot: the current one stays (Param refresh_snapshot forces one)"
+        log.info("%s", message)
+        raise AirflowSkipException(message)
     meta = snapshot.export(config.WAREHOUSE, source=source)
-    log.info("snapshot %s: %s rows in %.1fs", meta["path"], meta["rows"], meta["seconds"])
+    log.info("snapshot (%s) %s: %s rows in %.1fs", why, meta["path"], meta["rows"], meta["seconds"])
     return meta
 
 

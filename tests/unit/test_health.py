@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -92,6 +92,58 @@ def test_health_alert_names_check_entity_and_links_the_run():
     assert "WARN volume / bpm: d1" in text
 
 
+def test_a_check_that_keeps_failing_alerts_once_until_it_recovers_worsens_or_the_repeat_interval_ends(tmp_path):
+    stale = CheckResult("freshness", "bpm", "warn", 13, 24)
+    start = datetime(2026, 1, 1, 10)
+
+    def hourly_run(hour: int, result: CheckResult) -> str | None:
+        run_id = f"run-{hour}"
+        previous = health.previous_state(run_id, tmp_path).get((result.check_name, result.entity))
+        now = start + timedelta(hours=hour)
+        reason = health.alert_reason(result, previous, now, repeat_hours=24)
+        alerted = frozenset({(result.check_name, result.entity)} if reason else ())
+        health.write_history([result], run_id, now, history_dir=tmp_path, alerted=alerted)
+        return reason
+
+    assert hourly_run(0, CheckResult("freshness", "bpm", "pass", 1, 24)) is None
+    assert hourly_run(1, stale) == "new"
+    assert [hourly_run(h, stale) for h in range(2, 25)] == [None] * 23  # recorded every hour, alerted once
+    assert hourly_run(25, stale) == "still failing"  # 24 h after the alert: a reminder
+    assert hourly_run(26, CheckResult("freshness", "bpm", "error", 25, 24)) == "worse"
+    assert hourly_run(27, CheckResult("freshness", "bpm", "pass", 0.1, 24)) is None
+    assert hourly_run(28, stale) == "new"  # failing again after it recovered
+    with duckdb.connect() as con:
+        alerted = con.execute(
+            f"select run_id from {health.history_sql(tmp_path)} where alerted order by checked_at"
+        ).fetchall()
+    assert alerted == [("run-1",), ("run-25",), ("run-26",), ("run-28",)]
+
+
+def test_a_retried_run_is_judged_against_the_runs_before_it_not_against_itself(tmp_path):
+    failing = CheckResult("duplicates", "users", "error", 1, 0)
+    health.write_history([failing], "run-1", datetime(2026, 1, 1), history_dir=tmp_path, alerted=frozenset())
+    assert health.previous_state("run-1", tmp_path) == {}
+    assert health.alert_reason(failing, None, datetime(2026, 1, 1)) == "new"
+
+
+def test_repeat_hours_zero_alerts_on_every_run():
+    previous = {"status": "warn", "alerted_at": datetime(2026, 1, 1, 10)}
+    result = CheckResult("volume", "bpm", "warn", -0.5, 0.1)
+    assert health.alert_reason(result, previous, datetime(2026, 1, 1, 11), repeat_hours=0) == "still failing"
+    assert health.alert_reason(result, previous, datetime(2026, 1, 1, 11), repeat_hours=24) is None
+
+
+def test_a_health_alert_lists_the_checks_still_failing_that_it_does_not_repeat():
+    new = {"check_name": "volume", "entity": "bpm", "status": "warn", "value": -1.0, "threshold": 0.8,
+           "detail": "d", "reason": "new"}  # fmt: skip
+    old = {"check_name": "freshness", "entity": "gym_logins", "status": "error", "value": 30.0, "threshold": 24.0,
+           "detail": "d"}  # fmt: skip
+    subject, body, text = health_message([new], "http://x/run", "http://x/dash", [old])
+    assert subject == "[FitLake] health warn: 1 check(s) failing (volume bpm)"
+    assert "WARN volume / bpm (new): d" in text and "Still failing, alerted before: freshness gym_logins" in text
+    assert "Still failing, alerted before: freshness gym_logins" in body
+
+
 def _warehouse(path: Path) -> Path:
     with duckdb.connect(str(path)) as con:
         con.execute(
@@ -159,6 +211,7 @@ def client(tmp_path, monkeypatch):
 def test_api_pages_and_filters(client):
     page = client.get("/v1/gym_summary", params={"gym": 1, "from": "2026-01-02", "to": "2026-01-02"}).json()
     assert page["total"] == 1 and page["next_offset"] is None and page["items"][0]["minutes_exercising"] == 20.25
+    assert page["items"][0]["login"] == "2026-01-02T08:00:00Z"  # UTC, with its offset (RFC 3339 date-time)
     assert client.get("/v1/gym_summary", params={"gym": 2}).json()["total"] == 0
     assert client.get("/v1/kpis").json() == {
         "members": 1,
