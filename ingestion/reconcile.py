@@ -26,10 +26,13 @@ import pyarrow as pa
 
 from ingestion import azure_sql
 from ingestion.config import Settings
-from ingestion.errors import FitLakeError
+from ingestion.errors import FitLakeError, SourceUnreachable
 from ingestion.kafka import list_topic_partitions, make_consumer
-from ingestion.land_kafka import _confirm_end_offsets, _watermarks
-from ingestion.land_sql import _rows_to_batch, configured_tables
+
+# The one lander internal used here: the end-offset probe that reads to partition EOF (some brokers'
+# high watermark is not the end, FACTS.md), so the lag is measured exactly as the lander measures it.
+from ingestion.land_kafka import _confirm_end_offsets
+from ingestion.land_sql import configured_tables
 from ingestion.source_tables import SourceTable
 from ingestion.state import landed_kafka_files, latest_sql_batch, next_kafka_offsets, sql_table_dir
 
@@ -71,10 +74,34 @@ def _source_versions(settings: Settings, table: SourceTable, connect) -> pa.Tabl
         cursor.execute(f"SELECT {select} FROM {dialect.table(settings.source_schema, table.name)}")
         batches = []
         while rows := cursor.fetchmany(settings.sql_fetch_rows):
-            batches.append(_rows_to_batch(rows, table, dialect))
+            batches.append(_as_batch(rows, table, dialect.timestamps_as_text))
     finally:
         conn.close()
     return pa.Table.from_batches(batches, schema=table.arrow_schema)
+
+
+def _as_batch(rows: list, table: SourceTable, timestamps_as_text: bool) -> pa.RecordBatch:
+    """Source rows as Arrow, typed like the landing files (a driver may return timestamps as text)."""
+    arrays = []
+    for column, values in zip(table.columns, zip(*rows), strict=True):
+        text = column.ddl == "timestamp" and timestamps_as_text
+        arrays.append(
+            pa.array(values, pa.string()).cast(column.arrow_type) if text else pa.array(values, column.arrow_type)
+        )
+    return pa.RecordBatch.from_arrays(arrays, schema=table.arrow_schema)
+
+
+def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
+    from confluent_kafka import KafkaException, TopicPartition
+
+    try:
+        return consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=settings.kafka_timeout_seconds, cached=False
+        )
+    except KafkaException as exc:
+        raise SourceUnreachable(
+            f"cannot read the offsets of {topic}[{partition}] from {settings.resolved_kafka_bootstrap()}: {exc.args[0]}"
+        ) from exc
 
 
 def reconcile_sql_table(
