@@ -32,10 +32,13 @@ def _wait_for_warehouse(timeout: float = 60.0) -> None:
     exiting (closing DuckDB) for a moment after Airflow marks it done and hands its pool slot on."""
     import duckdb
 
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         try:
             duckdb.connect(str(config.WAREHOUSE), read_only=True).close()
+            if time.monotonic() - started > 0.5:
+                log.info("the warehouse was free after %.1fs", time.monotonic() - started)
             return
         except duckdb.IOException:
             if time.monotonic() > deadline:
