@@ -4,7 +4,8 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-PHONY: help setup setup-dev demo test test-fast test-dbt test-dags bench bench-ingestion bench-dbt lint airflow docs dbt-manifest \
+PHONY: help setup setup-dev setup-spark demo test test-fast test-dbt test-dags bench bench-ingestion bench-dbt bench-airflow \
+	bench-spark lint airflow docs dbt-manifest \
 	land stack-up stack-down stack-status clean dashboard
 
 help: ## list the targets
@@ -15,6 +16,9 @@ setup: ## install system packages and the pinned virtualenv (idempotent, fast wh
 
 setup-dev: ## setup, plus the test and lint tools and the services tests start (PostgreSQL, Chromium)
 	@bash .ci/setup.sh dev
+
+setup-spark: ## setup-dev, plus the dbt `spark` target: pyspark, dbt-spark and the Delta Lake jars (Maven)
+	@bash .ci/setup.sh dev spark
 
 demo: setup dbt-manifest ## the whole pipeline once through Airflow on the embedded stack, then a report
 	@$(PY) -m launchers.run_demo --members 200 --gyms 5 --days 1 --seed 42
@@ -40,28 +44,34 @@ dashboard: setup ## snapshot gold and health, build the dashboard and serve it o
 	@PYTHONPATH=$(CURDIR)/dags:$(CURDIR) $(PY) -m fitlake_common.dashboard
 
 dbt-manifest: setup ## parse dbt_project into target/manifest.json (Cosmos renders transform_dbt from it)
-	@.venv/bin/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
+	@$(PY) -m launchers.pipeline >/dev/null
 
-test: setup-dev dbt-manifest ## run the whole test suite (starts and stops every service it needs)
+test: setup-spark dbt-manifest ## run the whole test suite (starts and stops every service it needs)
 	@$(PY) -c "from tests.support.real_kafka import ensure_kafka_jars; ensure_kafka_jars()"
 	@$(PY) -m pytest -p no:cacheprovider
 
 test-fast: setup-dev ## only the unit tests (no services)
 	@$(PY) -m pytest -p no:cacheprovider tests/unit
 
-test-dbt: setup-dev ## the dbt scenarios on temporary warehouses
+test-dbt: setup-spark ## the dbt scenarios on temporary warehouses (DuckDB, and Spark + Delta)
 	@$(PY) -m pytest -p no:cacheprovider tests/dbt
 
 test-dags: setup-dev dbt-manifest ## DAG integrity, compose, end to end through Airflow, quality gate, UI smoke
 	@$(PY) -m pytest -p no:cacheprovider tests/dags
 
-bench: bench-ingestion bench-dbt ## print landing and dbt throughput figures (no assertions)
+bench: bench-ingestion bench-dbt bench-airflow ## print landing, dbt and scheduler figures beside bare baselines (no assertions)
 
 bench-ingestion: setup-dev ## Kafka and SQL landing beside bare client loops
 	@$(PY) tests/bench/bench_ingestion.py
 
 bench-dbt: setup-dev ## full and incremental dbt build on 10M heart-rate rows
 	@$(PY) tests/bench/bench_dbt.py
+
+bench-airflow: setup-dev dbt-manifest ## cycles through the real scheduler (demo scale, then 10M + 1 %) beside a bare dbt build
+	@$(PY) tests/bench/bench_airflow.py
+
+bench-spark: setup-spark ## the same full and incremental dbt build on Spark + Delta beside DuckDB, peak memory with the JVM
+	@$(PY) tests/bench/bench_spark.py
 
 lint: setup-dev ## ruff (lint and format check) on Python, sqlfluff on the dbt models
 	@$(PY) -m ruff check ingestion dags launchers tests

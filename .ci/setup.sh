@@ -4,6 +4,7 @@
 #
 #   bash .ci/setup.sh            what the pipeline needs (make demo, make airflow)
 #   bash .ci/setup.sh dev        plus the test and lint tools (make test, make lint)
+#   bash .ci/setup.sh spark      plus the dbt spark target: pyspark, dbt-spark, Java, the Delta jars
 #
 # Each extra name X installs requirements-X.txt and the system packages listed for it below.
 set -euo pipefail
@@ -27,7 +28,11 @@ if has_extra dev; then
   command -v java >/dev/null || SYSTEM_PACKAGES+=(default-jdk-headless)
   command -v mvn >/dev/null || SYSTEM_PACKAGES+=(maven)
 fi
-
+if has_extra spark; then
+  # Spark runs on a JVM; Maven fetches the Delta Lake jars once (tests/support/spark_delta)
+  command -v java >/dev/null || SYSTEM_PACKAGES+=(default-jdk-headless)
+  command -v mvn >/dev/null || SYSTEM_PACKAGES+=(maven)
+fi
 # uv installs the virtualenv; it comes from PyPI through pip when it is not there yet. A bare Debian
 # image (the CI workflow's debian:bookworm) has no pip.
 if ! command -v uv >/dev/null && [ ! -x "$HOME/.local/bin/uv" ] && ! python3 -m pip --version >/dev/null 2>&1; then
@@ -78,4 +83,7 @@ for requirements in "${requirement_files[@]}"; do
   .venv/bin/python -m compileall -q -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
   echo "$want" > "$stamp"
 done
+if has_extra spark; then
+  .venv/bin/python -m tests.support.spark_delta >/dev/null
+fi
 echo "==> set-up done ($(.venv/bin/python --version), ${requirement_files[*]}, ODBC drivers: $(odbcinst -q -d | tr '\n' ' '))"

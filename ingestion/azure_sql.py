@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyodbc
@@ -24,6 +25,26 @@ log = logging.getLogger(__name__)
 
 # SQLSTATE classes that mean "could not reach / log in", worth a retry.
 _CONNECTION_SQLSTATES = ("08", "HYT", "28")
+
+
+class ModifiedAtClock:
+    """``modified_at`` as a source application stamps it: wall-clock UTC now, when the row is written.
+
+    Naive UTC with microsecond precision, strictly increasing per clock (two rows written in the same
+    microsecond, or a wall clock stepped back, still get distinct, ordered stamps), so every row version
+    written after a landing lies after that landing's watermark and the next extract takes it.
+    """
+
+    def __init__(self, now=lambda: datetime.now(UTC)):
+        self._now = now
+        self._last: datetime | None = None
+
+    def stamp(self) -> datetime:
+        now = self._now().astimezone(UTC).replace(tzinfo=None)
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(microseconds=1)
+        self._last = now
+        return now
 
 
 def source_dialect(settings: Settings) -> SqlDialect:

@@ -1,10 +1,15 @@
 """Load recorded data sets (CONTRACT 1.3) into the sources, so a run on them can be checked against known results.
 
 * ``*.csv``: one SQL table per file, named by the file stem (``registered_users.csv``,
-  ``gym_logins-week1.csv``) or else recognised by its header. ``modified_at`` is optional: without it
-  a row's version time is its latest timestamp (registration_timestamp; the greater of login and
-  logout). Rows are upserted on the table's key: a gym visit replayed again with its logout closes the
-  open row, an identical row is left alone, a registration that contradicts an existing one is an error.
+  ``gym_logins-week1.csv``) or else recognised by its header. ``modified_at`` is optional. A row
+  without it is stamped when replay writes it (wall-clock UTC, strictly increasing), as the source
+  application would stamp it: a recording of last year replayed after a landing must land on the next
+  extract, and a version time taken from the recorded business times would lie behind the lander's
+  watermark and never be extracted. A row that gives ``modified_at`` keeps it, so a recording can be
+  reproduced exactly into a fresh source; replay warns when such rows lie behind what the landing zone
+  already extracted. Rows are upserted on the table's key: a gym visit replayed again with its logout
+  closes the open row, a row with the same values (``modified_at`` aside) is left alone, a registration
+  that contradicts an existing one is an error.
 * ``*.jsonl`` / ``*.json``: JSON lines of Kafka envelopes ``{"key", "value", "topic", "partition",
   "offset", "timestamp"}``. The value is produced as-is (even if it is not valid JSON), the key as a
   string, the envelope timestamp (epoch seconds) as the message timestamp; partition and offset are
@@ -34,6 +39,7 @@ from ingestion.errors import FitLakeError
 from ingestion.kafka import ensure_topics
 from ingestion.simulate import Message, Progress, produce_messages, topic_names
 from ingestion.source_tables import SOURCE_TABLES, SourceTable
+from ingestion.state import latest_sql_batch
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +47,6 @@ EPOCH = datetime(1970, 1, 1)
 CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _EPOCH_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-# Which timestamps define a row's version when the file has no modified_at.
-VERSION_COLUMNS = {"registered_users": ("registration_timestamp",), "gym_logins": ("login", "logout")}
 
 
 class ReplayError(FitLakeError):
@@ -205,9 +209,7 @@ def _csv_row(table: SourceTable, positions: dict[str, int], record: list[str]) -
             if column.name == "mac_address" and len(text) > 17:
                 raise ValueError(f"mac_address {text!r} is longer than 17 characters")
             values[column.name] = text
-    if values["modified_at"] is None:
-        values["modified_at"] = max(values[c] for c in VERSION_COLUMNS[table.name] if values[c] is not None)
-    return tuple(values[c] for c in table.column_names)
+    return tuple(values[c] for c in table.column_names)  # modified_at None: stamped when written
 
 
 # --- JSON lines -------------------------------------------------------------------------------
@@ -304,12 +306,16 @@ def _load_table(
     schema = settings.source_schema
     key_index = [table.column_names.index(k) for k in table.key]
     timestamp_index = [i for i, c in enumerate(table.columns) if c.ddl == "timestamp"]
+    version_index = table.column_names.index(table.watermark)
 
     def normalise(row) -> tuple:
         row = list(row)
         for i in timestamp_index:
             row[i] = _as_datetime(row[i])
         return tuple(row)
+
+    def same_values(a: tuple, b: tuple) -> bool:
+        return all(x == y for i, (x, y) in enumerate(zip(a, b, strict=True)) if i != version_index)
 
     conn = azure_sql.connect_source(settings, autocommit=False)
     try:
@@ -320,7 +326,7 @@ def _load_table(
         for row in cursor.fetchall():
             row = normalise(row)
             current[tuple(row[i] for i in key_index)] = row
-        inserts, updates = {}, []
+        inserts, updates = {}, {}
         unchanged = 0
         for batch in batches:
             for row, line in zip(batch.rows, batch.lines, strict=True):
@@ -329,14 +335,11 @@ def _load_table(
                 if existing is None:
                     inserts[key] = row
                     current[key] = row
-                elif existing == row:
+                elif same_values(existing, row):
                     unchanged += 1
                 elif table.name == "gym_logins" and existing[3] is None:
                     # The visit was open: this row closes it (or re-dates the open row).
-                    if key in inserts:
-                        inserts[key] = row
-                    else:
-                        updates.append((row[3], row[4], *key))
+                    (inserts if key in inserts else updates)[key] = row
                     current[key] = row
                 elif table.name == "gym_logins" and row[3] is None:
                     unchanged += 1  # an open version of a visit already closed: nothing newer to say
@@ -346,9 +349,18 @@ def _load_table(
                         f"exists with different values ({_show(table, existing)}); the data set contradicts the "
                         "source, replay it into a fresh source"
                     )
-        azure_sql.insert_rows(conn, dialect, schema, table, list(inserts.values()))
+        _warn_behind_watermark(settings, table, [*inserts.values(), *updates.values()], version_index)
+        clock = azure_sql.ModifiedAtClock()
+
+        def stamped(row: tuple) -> tuple:
+            if row[version_index] is not None:
+                return row
+            return (*row[:version_index], clock.stamp(), *row[version_index + 1 :])
+
+        azure_sql.insert_rows(conn, dialect, schema, table, [stamped(r) for r in inserts.values()])
         if updates:
-            azure_sql.set_gym_logout(conn, dialect, schema, updates)
+            closing = [stamped(r) for r in updates.values()]
+            azure_sql.set_gym_logout(conn, dialect, schema, [(r[3], r[4], r[0], r[1], r[2]) for r in closing])
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -360,6 +372,27 @@ def _load_table(
     summary.unchanged[table.name] = unchanged
     if progress:
         progress(len(inserts) + len(updates))
+
+
+def _warn_behind_watermark(settings: Settings, table: SourceTable, rows: list[tuple], version_index: int) -> None:
+    """Rows that carry their own modified_at behind the landed watermark's overlap are never extracted."""
+    latest = latest_sql_batch(settings.landing_root, table.name)
+    if latest is None or not latest.commit.get("watermark"):
+        return
+    floor = datetime.fromisoformat(latest.commit["watermark"]) - settings.sql_overlap
+    behind = [r[version_index] for r in rows if r[version_index] is not None and r[version_index] < floor]
+    if behind:
+        log.warning(
+            "%s: %d replayed row(s) carry a modified_at (earliest %s) before %s, the landed watermark minus the "
+            "overlap window in %s: the next extract will not take them. Leave modified_at out of the CSV to have "
+            "the rows stamped when they are written, or re-land %s from scratch (README, Day-2 operations).",
+            table.name,
+            len(behind),
+            min(behind).isoformat(),
+            floor.isoformat(),
+            settings.landing_root,
+            table.name,
+        )
 
 
 def _show(table: SourceTable, row: tuple) -> str:

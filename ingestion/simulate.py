@@ -8,8 +8,15 @@ Two layers:
   messages). No broker, no database, no wall clock, no global random state: the same arguments give
   the same SQL changes and the same message sequence, byte for byte.
 * :func:`simulate` writes the SQL changes through :mod:`ingestion.azure_sql` (inserts at entry,
-  logout updates at exit, each with ``modified_at`` = its time in simulated time) and produces the
-  messages to the configured topics, returning a :class:`SimulationSummary` of counts.
+  logout updates at exit) and produces the messages to the configured topics, returning a
+  :class:`SimulationSummary` of counts.
+
+``modified_at`` is what the source application stamps when it writes a row: the wall-clock UTC time
+of the write (strictly increasing within a run), not a simulated time. The business times
+(registration_timestamp, login, logout, the Kafka event times) are simulated. So a run after a
+landing writes rows after that landing's watermark, as a real gym app would, and the next extract
+takes all of them, whatever simulated day they describe. The pure layer therefore holds no
+``modified_at``: it only exists once a row is written.
 
 Times are integer microseconds since the epoch throughout; JSON epochs are written from those
 integers as text (``1700050300`` or ``1700050300.123456``), so no value ever passes through a float.
@@ -113,10 +120,12 @@ class Message(NamedTuple):
 
 
 class SqlChange(NamedTuple):
-    at_us: int  # when the source application writes it, in simulated time
+    at_us: int  # when the source application writes it, in simulated time (the order of the writes)
     table: str
-    action: str  # "insert" (a full row in table column order) or "logout"
-    row: tuple  # insert: the row; logout: (logout, modified_at, mac_address, gym, login)
+    action: str  # "insert" or "logout"
+    # insert: the row in table column order without modified_at (stamped at write time);
+    # logout: (logout, mac_address, gym, login)
+    row: tuple
 
 
 @dataclass
@@ -135,7 +144,7 @@ class SimulatedData:
     stats: StreamStats
 
     def sql_rows(self) -> dict[str, list[tuple]]:
-        """The final state of the SQL tables after every change, in insertion order."""
+        """The final state of the SQL tables after every change, in insertion order, without modified_at."""
         users = [c.row for c in self.sql_changes if c.table == "registered_users"]
         visits: dict[tuple, list] = {}
         for change in self.sql_changes:
@@ -144,8 +153,8 @@ class SimulatedData:
             if change.action == "insert":
                 visits[(change.row[0], change.row[1], change.row[2])] = list(change.row)
             else:
-                logout, modified_at, mac, gym, login = change.row
-                visits[(mac, gym, login)][3:5] = [logout, modified_at]
+                logout, mac, gym, login = change.row
+                visits[(mac, gym, login)][3] = logout
         return {"registered_users": users, "gym_logins": [tuple(v) for v in visits.values()]}
 
 
@@ -516,15 +525,14 @@ def sql_changes(world: World) -> list[SqlChange]:
                 m.registered_us,
                 "registered_users",
                 "insert",
-                (m.user_id, m.device_id, m.mac_address, registered, registered),
+                (m.user_id, m.device_id, m.mac_address, registered),
             )
         )
     for mac, gym, login_us, logout_us in world.visits:
         login = from_us(login_us)
-        changes.append(SqlChange(login_us, "gym_logins", "insert", (mac, gym, login, None, login)))
+        changes.append(SqlChange(login_us, "gym_logins", "insert", (mac, gym, login, None)))
         if logout_us is not None and logout_us < world.end_us:
-            logout = from_us(logout_us)
-            changes.append(SqlChange(logout_us, "gym_logins", "logout", (logout, logout, mac, gym, login)))
+            changes.append(SqlChange(logout_us, "gym_logins", "logout", (from_us(logout_us), mac, gym, login)))
     changes.sort(key=lambda c: c.at_us)
     return changes
 
@@ -709,7 +717,11 @@ def generate(
 def apply_sql_changes(
     settings: Settings, changes: Iterable[SqlChange], progress: Progress | None = None, batch_rows: int = 5_000
 ) -> dict[str, int]:
-    """Write the changes in order, batching runs of the same kind; returns rows inserted and updated."""
+    """Write the changes in order, batching runs of the same kind; returns rows inserted and updated.
+
+    Each row is stamped with ``modified_at`` (wall-clock UTC, strictly increasing) as its batch is
+    written; every batch commits on its own, as a source application's writes do.
+    """
     from ingestion.stack import ensure_source_tables
 
     ensure_source_tables(settings)
@@ -718,6 +730,7 @@ def apply_sql_changes(
     counts = Counter()
     conn = azure_sql.connect_source(settings, autocommit=False)
     tables = {"registered_users": REGISTERED_USERS, "gym_logins": GYM_LOGINS}
+    clock = azure_sql.ModifiedAtClock()
 
     def flush(kind: tuple | None, rows: list) -> None:
         if not rows:
@@ -725,9 +738,11 @@ def apply_sql_changes(
         table, action = kind
         try:
             if action == "insert":
-                azure_sql.insert_rows(conn, dialect, schema, tables[table], rows)
+                stamped = [(*row, clock.stamp()) for row in rows]
+                azure_sql.insert_rows(conn, dialect, schema, tables[table], stamped)
             else:
-                azure_sql.set_gym_logout(conn, dialect, schema, rows)
+                stamped = [(logout, clock.stamp(), mac, gym, login) for logout, mac, gym, login in rows]
+                azure_sql.set_gym_logout(conn, dialect, schema, stamped)
         except pyodbc.Error as exc:
             # drivers differ: SQL Server and PostgreSQL raise IntegrityError (SQLSTATE 23xxx), the
             # SQLite driver a plain Error with HY000 and "UNIQUE constraint failed"

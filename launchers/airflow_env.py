@@ -29,6 +29,16 @@ PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 SECRETS_FILE = "fitlake_secrets.json"
 
 
+# Warnings nobody needs to act on, silenced where they come from (every component logs them at start):
+# - Cosmos asks for a lineage namespace and, on import, for the OpenLineage provider; FitLake's tasks are
+#   no Cosmos operators, so neither would emit anything: the namespace is named, the hint is muted;
+# - uvicorn asks Airflow's own log servers to pass --factory (its errors still show).
+QUIET_LOGGING = {
+    "AIRFLOW__OPENLINEAGE__NAMESPACE": "fitlake",
+    "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "cosmos.operators.local=ERROR uvicorn.error=ERROR",
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -92,6 +102,9 @@ def airflow_env(
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": env.get(
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "0.1"
             ),
+            # a cycle's start (five landing tasks, the build, the watchers) keeps a 2-core machine busy: task
+            # supervisors wait for the API server up to 30 s rather than 5 s, then retry, adding to the load
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": env.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "30"),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / PASSWORDS_FILE),
             "AIRFLOW__API__HOST": host,
@@ -100,6 +113,7 @@ def airflow_env(
             "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
             "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            **QUIET_LOGGING,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
@@ -162,4 +176,17 @@ def prepare_home(env: dict[str, str]) -> Login:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"Airflow metadata DB set-up failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    use_write_ahead_log(env)
     return login
+
+
+def use_write_ahead_log(env: dict[str, str]) -> None:
+    """SQLite metadata in WAL mode (kept in the file): readers no longer wait for a writer, nor writers for
+    readers. The scheduler, the triggerer, the API server and every task supervisor share that one file."""
+    import sqlite3
+
+    url = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{Path(env['AIRFLOW_HOME']) / 'airflow.db'}"
+    if not url.startswith("sqlite:///"):
+        return
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
+        con.execute("pragma journal_mode=wal")

@@ -39,7 +39,7 @@ class RunTiming:
     @property
     def worker_tasks(self) -> list[TaskInstance]:
         """Tasks that ran a process on a worker (the watchers of transform_dbt live in the triggerer)."""
-        if self.dag_id != TRANSFORM_DAG:
+        if self.dag_id != TRANSFORM_DAG or self.task(PRODUCER) is None:
             return [t for t in self.tasks if t.start]
         return [t for t in self.tasks if t.task_id == PRODUCER and t.start]
 
@@ -66,8 +66,8 @@ class RunTiming:
 
     @property
     def built(self) -> bool:
-        producer = self.task(PRODUCER)
-        return producer is not None and producer.state in ("success", "failed")
+        """Some task of the run did dbt work (a run with nothing new skips every task)."""
+        return any(t.state in ("success", "failed") for t in self.tasks)
 
 
 @dataclass
@@ -115,14 +115,16 @@ def run_cycle(api: AirflowApi, timeout: float = 900, landing_conf: dict | None =
     known = {r["dag_run_id"] for r in api.runs(TRANSFORM_DAG)}
     run_ids = {dag_id: api.trigger(dag_id, landing_conf) for dag_id in LANDING_DAGS}
     landings = [api.wait_for_run(dag_id, run_id, timeout=timeout) for dag_id, run_id in run_ids.items()]
-    # the landings' Asset events schedule transform_dbt; wait until no run of it is left in flight
+    landing_timings = [_timing(api, dag_id, run) for dag_id, run in zip(LANDING_DAGS, landings, strict=True)]
+    # A landing task that landed rows succeeded and published its Asset (one with nothing new is skipped):
+    # those events schedule transform_dbt. Wait until it has runs and none of them is left in flight.
+    landed = any(t.state == "success" for run in landing_timings for t in run.tasks)
     deadline = time.monotonic() + timeout
     while True:
         runs = [r for r in api.wait_until_idle(TRANSFORM_DAG, timeout=timeout) if r["dag_run_id"] not in known]
-        if runs or time.monotonic() > deadline or not any(r["state"] == "success" for r in landings):
+        if runs or not landed or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    landing_timings = [_timing(api, dag_id, run) for dag_id, run in zip(LANDING_DAGS, landings, strict=True)]
     transforms = sorted((_timing(api, TRANSFORM_DAG, r) for r in runs), key=lambda r: r.queued)
     return CycleTiming(started=min(r.queued for r in landing_timings), landings=landing_timings, transforms=transforms)
 

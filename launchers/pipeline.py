@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
+from launchers import DAGS_DIR, REPO_ROOT
 from launchers.airflow_env import VENV_BIN
 
 LAYERS = ("bronze", "silver", "gold")
@@ -17,9 +21,21 @@ def dbt_sources_mtime(project_dir: Path) -> float:
     return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
 
 
+def dbt_env_of(env: dict[str, str]) -> dict[str, str]:
+    """The environment the DAGs hand dbt in an installation with `env` (fitlake_common.config.DBT_ENV there)."""
+    probe = "import json; from fitlake_common.config import DBT_ENV; print(json.dumps(DBT_ENV))"
+    done = subprocess.run([str(VENV_BIN / "python"), "-c", probe], env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
 def ensure_manifest(env: dict[str, str], force: bool = False) -> Path:
-    """`dbt parse` when the manifest is missing or older than the project (what `make dbt-manifest` does)."""
-    project = Path(env.get("FITLAKE_DBT_PROJECT_DIR") or Path(env["AIRFLOW__CORE__DAGS_FOLDER"]).parent / "dbt_project")
+    """`dbt parse` when the manifest is missing or older than the project (what `make dbt-manifest` does).
+
+    It parses with the environment the DAGs give dbt, so the partial parse it leaves beside the manifest is
+    one the transform's first build can reuse (dbt reparses everything when a variable its profile reads
+    differs).
+    """
+    project = Path(env.get("FITLAKE_DBT_PROJECT_DIR") or REPO_ROOT / "dbt_project")
     manifest = Path(env.get("FITLAKE_DBT_MANIFEST") or project / "target" / "manifest.json")
     if not force and manifest.exists() and manifest.stat().st_mtime >= dbt_sources_mtime(project):
         return manifest
@@ -35,7 +51,7 @@ def ensure_manifest(env: dict[str, str], force: bool = False) -> Path:
             "--target-path",
             str(manifest.parent),
         ],
-        env={**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},
+        env={**env, **dbt_env_of(env)},
         cwd=project,
         capture_output=True,
         text=True,
@@ -95,3 +111,8 @@ def in_env(env: dict[str, str]):
 
 
 __all__ = ["ensure_manifest", "format_report", "in_env", "warehouse_report"]
+
+
+if __name__ == "__main__":  # `make dbt-manifest`: the manifest of the default installation
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DAGS_DIR), str(REPO_ROOT)])}
+    print(ensure_manifest(environment, force="--force" in sys.argv))

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -41,8 +42,10 @@ from fitlake_common.dbt_watchers import STATUS_XCOM_KEY
 
 log = logging.getLogger(__name__)
 
+PARTIAL_PARSE = "partial_parse.msgpack"
 DOCS_NODE = "docs"  # the key of the docs step in the status payload (the docs_generate watcher)
 RESULT_STATUS = {"success", "error", "skipped", "pass", "fail", "warn", "runtime error", "no-op"}
+FAILED = {"error", "fail", "runtime error"}
 
 
 class NothingNew(Exception):
@@ -78,19 +81,15 @@ class DbtSession:
     """dbt in this process: parsed once (partial parse from the target dir), then invoked with that manifest."""
 
     def __init__(self, target_dir: Path | None = None):
-        import multiprocessing
-
-        import dbt.mp_context
         from dbt.cli.main import dbtRunner
-
-        # dbt makes its (thread) locks from a "spawn" context: named semaphores that a task process,
-        # which ends with os._exit, leaves to the resource tracker ("leaked semaphore objects" at
-        # exit). Locks of a "fork" context are unnamed, gone with the process, and the same to threads.
-        dbt.mp_context._MP_CONTEXT = multiprocessing.get_context("fork")
 
         self._runner_class = dbtRunner
         self.target_dir = Path(target_dir or config.DBT_TARGET_DIR)
         self.target_dir.mkdir(parents=True, exist_ok=True)
+        seed = config.DBT_MANIFEST.parent / PARTIAL_PARSE
+        if not (self.target_dir / PARTIAL_PARSE).exists() and seed.exists():
+            # `make dbt-manifest` parsed with the DAGs' environment: the first build starts from that parse
+            shutil.copy(seed, self.target_dir / PARTIAL_PARSE)
         os.environ.update(config.DBT_ENV)
         started = time.monotonic()
         result = dbtRunner().invoke(["parse", *self.common_args()])
@@ -295,8 +294,10 @@ def unchanged_since(record: BuildRecord | None, plan: RunPlan, landing: str, pro
 class NodeStatusBoard:
     """Collects dbt's per-node results and publishes them as one XCom, at most every `interval` seconds."""
 
-    def __init__(self, publish, interval: float = 0.25):
+    def __init__(self, publish, interval: float = 1.0):
         self._publish = publish
+        # (uid, failed uids) -> why dbt skipped uid; set once the manifest is known (`explain_skips_with`)
+        self._explain = None
         self._interval = interval
         self._lock = threading.Lock()
         self._nodes: dict[str, dict] = {}
@@ -307,8 +308,15 @@ class NodeStatusBoard:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def explain_skips_with(self, explain) -> None:
+        self._explain = explain
+
     def set(self, uid: str, status: str, message: str | None = None, seconds: float | None = None) -> None:
         with self._lock:
+            if status == "skipped" and self._explain is not None and not message:
+                # dbt skips a node once a failure upstream is known: say which, as the watcher ends now
+                failed = {u for u, e in self._nodes.items() if e["status"] in FAILED}
+                message = self._explain(uid, failed)
             entry = {"status": status}
             if message:
                 entry["message"] = message[:500]
@@ -397,20 +405,24 @@ def mark_unselected(board: NodeStatusBoard, manifest, plan: RunPlan) -> None:
                 board.set(uid, "skipped", f"a model it tests is not selected (select={plan.select})")
 
 
+def skip_reason(manifest, uid: str, failed: set[str]) -> str | None:
+    """`not rebuilt: upstream failed: <tests or models>` when a failed node is upstream of `uid`."""
+    ancestors = _model_ancestors(manifest, uid)
+    causes = sorted(f for f in failed if (_tested_model(manifest, f) or f) in ancestors | {uid})
+    if not causes:
+        return None
+    return "not rebuilt: upstream failed: " + ", ".join(c.split(".")[2] for c in causes)
+
+
 def explain_skips(board: NodeStatusBoard, manifest) -> None:
-    """Say, for each node dbt skipped, which failed node upstream of it caused that."""
-    snapshot = board.snapshot()["nodes"]
-    failed = {uid for uid, s in snapshot.items() if s["status"] in ("error", "fail", "runtime error")}
-    if not failed:
-        return
-    failed_models = {_tested_model(manifest, uid) or uid for uid in failed}
-    for uid, status in snapshot.items():
-        if status["status"] != "skipped" or status.get("message", "").startswith(("not selected", "a model it")):
-            continue
-        ancestors = _model_ancestors(manifest, uid)
-        causes = sorted(f for f in failed if (_tested_model(manifest, f) or f) in ancestors | {uid})
-        if causes or failed_models & ancestors:
-            board.set(uid, "skipped", "not rebuilt: upstream failed: " + ", ".join(c.split(".")[2] for c in causes))
+    """Say, for each node dbt skipped without a reason yet, which failed node upstream of it caused that."""
+    nodes = board.snapshot()["nodes"]
+    failed = {uid for uid, s in nodes.items() if s["status"] in FAILED}
+    for uid, status in nodes.items():
+        if failed and status["status"] == "skipped" and not status.get("message"):
+            reason = skip_reason(manifest, uid, failed)
+            if reason:
+                board.set(uid, "skipped", reason)
 
 
 def _tested_model(manifest, uid: str) -> str | None:
@@ -556,6 +568,7 @@ def run_dbt_build(
         resolve_selection(plan, session)
         summary.plan = asdict(plan)
         mark_unselected(board, session.manifest, plan)
+        board.explain_skips_with(lambda uid, failed: skip_reason(session.manifest, uid, failed))
         started = time.monotonic()
         with gated_by_tested_model():
             result = session.invoke(build_args(plan), callbacks=[board.on_dbt_event])
@@ -614,8 +627,19 @@ def _count(nodes: dict) -> dict:
 
 def _failures(board: NodeStatusBoard) -> str:
     nodes = board.snapshot()["nodes"]
-    failed = [uid.split(".")[2] for uid, s in nodes.items() if s["status"] in ("error", "fail", "runtime error")]
+    failed = [uid.split(".")[2] for uid, s in nodes.items() if s["status"] in FAILED]
     return f"{len(failed)} failed: {', '.join(sorted(failed))}" if failed else "dbt reported an error (see the log)"
+
+
+def release_named_semaphores() -> None:
+    """Run multiprocessing's exit finalizers, which a task process ending in os._exit skips.
+
+    dbt's locks are named semaphores (a "spawn" context); left to the resource tracker they are
+    reported at exit as "leaked semaphore objects" (error level, in every build's log).
+    """
+    import multiprocessing.util
+
+    multiprocessing.util._run_finalizers(0)
 
 
 def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:
@@ -641,6 +665,8 @@ def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:
     except NothingNew as nothing:
         log.info("%s", nothing)  # Airflow logs a skip without its reason
         raise AirflowSkipException(str(nothing)) from None
+    finally:
+        release_named_semaphores()
     if outlet_events is not None:
         from fitlake_common.assets import WAREHOUSE_GOLD_ASSET
 

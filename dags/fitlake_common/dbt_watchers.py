@@ -41,7 +41,8 @@ from airflow.triggers.base import (
 STATUS_XCOM_KEY = "dbt_node_status"
 PRODUCER_TASK_ID = "dbt_build"
 # How often the watchers of a run look at the producer's XCom (one lookup shared by all of them).
-POLL_SECONDS = 0.5
+POLL_SECONDS = 1.0
+LOG_HEAD_START_SECONDS = 0.5
 # A watcher gives up when the producer has not reported for this long (the producer's own timeout
 # is shorter, so this only fires when the triggerer lost track of a run).
 WATCH_TIMEOUT = timedelta(hours=6)
@@ -121,12 +122,21 @@ def _describe(uid: str, status: dict | None) -> str:
 
 
 class _RunStatusPoll:
-    """One look at the producer's XCom and task state, shared by every watcher of the same run."""
+    """One look at the producer's XCom (and now and then its task state), shared by the watchers of a run.
+
+    Every call goes through the triggerer's one channel to the API server: while it waits, the triggerer
+    waits. So a run costs one XCom read a second, and a task-state read only until the producer has
+    started and then every STATE_EVERY seconds (to notice a producer that died without a word).
+    """
+
+    STATE_EVERY = 5.0
 
     def __init__(self, dag_id: str, run_id: str, producer_task_id: str):
         self.dag_id, self.run_id, self.producer_task_id = dag_id, run_id, producer_task_id
         self.lock = asyncio.Lock()
         self.fetched_at = 0.0
+        self.state_at = 0.0
+        self.started = False  # the producer has been seen running or finished
         self.payload: dict | None = None
         self.producer_state: str | None = None
         self.users = 0
@@ -136,27 +146,33 @@ class _RunStatusPoll:
             if time.monotonic() - self.fetched_at >= max_age:
                 from asgiref.sync import sync_to_async
 
-                self.producer_state, self.payload = await sync_to_async(self._fetch)()
+                await sync_to_async(self._fetch)()
                 self.fetched_at = time.monotonic()
             return self.payload, self.producer_state
 
-    def _fetch(self) -> tuple[str | None, dict | None]:
+    def _fetch(self) -> None:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
         from airflow.sdk.execution_time.xcom import XCom
 
-        # The state first: XComs of an earlier attempt are cleared when the producer starts running,
-        # so a payload read after seeing it running (or finished) belongs to the current attempt.
-        states = RuntimeTaskInstance.get_task_states(
-            dag_id=self.dag_id, task_ids=[self.producer_task_id], run_ids=[self.run_id]
-        )
-        state = states.get(self.run_id, {}).get(self.producer_task_id)
-        state = str(state.value if hasattr(state, "value") else state) if state is not None else None
-        if state not in ("running", *PRODUCER_FINAL_STATES):
-            return state, None
-        payload = XCom.get_one(
-            run_id=self.run_id, key=STATUS_XCOM_KEY, task_id=self.producer_task_id, dag_id=self.dag_id, map_index=-1
-        )
-        return state, payload
+        finished = bool(self.payload and self.payload.get("done"))
+        if not self.started or (not finished and time.monotonic() - self.state_at >= self.STATE_EVERY):
+            states = RuntimeTaskInstance.get_task_states(
+                dag_id=self.dag_id, task_ids=[self.producer_task_id], run_ids=[self.run_id]
+            )
+            state = states.get(self.run_id, {}).get(self.producer_task_id)
+            self.producer_state = str(getattr(state, "value", state)) if state is not None else None
+            self.state_at = time.monotonic()
+            # XComs of an earlier attempt are cleared when the producer starts running: a payload read after
+            # seeing it running (or finished) belongs to the current attempt, one read before may not.
+            self.started = self.producer_state in ("running", *PRODUCER_FINAL_STATES)
+        if self.started:
+            self.payload = XCom.get_one(
+                run_id=self.run_id,
+                key=STATUS_XCOM_KEY,
+                task_id=self.producer_task_id,
+                dag_id=self.dag_id,
+                map_index=-1,
+            )
 
 
 _POLLS: dict[tuple[str, str], _RunStatusPoll] = {}
@@ -194,6 +210,10 @@ class DbtNodeStatusTrigger(BaseTrigger):
                 result = verdict(self.watched, self.watch_label, payload, producer_state)
                 if result is not None:
                     self.log.info("%s", result.message)
+                    # The triggerer closes a trigger's log file when the trigger reports it finished, and
+                    # its log lines travel on another socket: give them a head start, or the task log would
+                    # lack the verdict (seen with skipped tasks, which end without callbacks).
+                    await asyncio.sleep(LOG_HEAD_START_SECONDS)
                     yield _END_EVENTS[result.state]()
                     return
                 await asyncio.sleep(self.poll_seconds / 2)

@@ -14,8 +14,8 @@
 {%- endmacro %}
 
 {% macro seconds_to_timestamp(decimal_expression) -%}
-    make_timestamp(
-        cast(floor({{ decimal_expression }}) as bigint) * 1000000
-        + cast(({{ decimal_expression }} - floor({{ decimal_expression }})) * 1000000 as bigint)
-    )
+    {{ timestamp_from_epoch_us(
+        'cast(floor(' ~ decimal_expression ~ ') as bigint) * 1000000 + cast((' ~ decimal_expression
+        ~ ' - floor(' ~ decimal_expression ~ ')) * 1000000 as bigint)'
+    ) }}
 {%- endmacro %}

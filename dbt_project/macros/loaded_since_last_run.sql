@@ -18,7 +18,8 @@
         true
     {%- else -%}
         {%- set watermark_query -%}
-            select coalesce(cast(max(w.load_time) as varchar), '-infinity')
+            {#- an empty table: every row is new (a date before any load, valid on every engine) -#}
+            select coalesce(cast(max(w.load_time) as string), '1900-01-01 00:00:00')
             from {{ this }} as w
             {%- if filter_sql %}
             where {{ filter_sql }}

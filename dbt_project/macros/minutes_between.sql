@@ -8,7 +8,10 @@
 -#}
 {% macro minutes_between(start_expression, end_expression) -%}
     cast(
-        cast(((epoch_us({{ end_expression }}) - epoch_us({{ start_expression }})) + 300000) // 600000 as decimal(18, 0))
+        cast({{ integer_divide(
+            '(' ~ epoch_microseconds(end_expression) ~ ' - ' ~ epoch_microseconds(start_expression) ~ ') + 300000',
+            '600000'
+        ) }} as decimal(18, 0))
         * 0.01
         as decimal(18, 2)
     )

@@ -7,36 +7,77 @@
     kafka_multiplex_bz and returns a parenthesised select with the typed payload fields, the
     lineage (kafka_partition, kafka_offset, load_time, source_file, raw_key,
     raw_value) and `reject_reason`: null when the record is valid, else the first rule it breaks.
-    The JSON text is parsed once into a list of strings; numbers are cast from that text
-    (epochs through DECIMAL, see epoch_seconds).
+    The JSON text is parsed once per message (json_document); each field is read from it as text,
+    in a column `f_<path>` (f_user_id, f_address_city); numbers are cast from that text (epochs
+    through DECIMAL, see epoch_seconds). Only portable SQL and cross_db macros: the same macros
+    run on DuckDB and on Spark, where a failed cast is null too (ANSI mode off).
 -#}
 
-{% macro _kafka_json_fields(relation, topic, fields) -%}
-        select
-            "partition" as kafka_partition,
-            "offset" as kafka_offset,
-            load_time,
-            source_file,
-            key as raw_key,
-            value as raw_value,
-            -- one JSON parse per message; try(): a malformed value yields null instead of
-            -- failing the statement
-            try(json_extract_string(value, [{% for f in fields %}'$.{{ f }}'{{ ', ' if not loop.last }}{% endfor %}])) as fields
-        from {{ relation }}
-        where topic = '{{ topic }}'
+{#- an integer written as one: digits with an optional minus, else null. A cast alone is not
+    enough: DuckDB rounds '1.5' to 2 and Spark (ANSI off) truncates it to 1, where the contract's
+    int field was not an integer at all -#}
+{% macro _integer(text_expression, type='bigint') -%}
+    case when {{ regex_full_match(text_expression, '-?[0-9]+') }} then try_cast({{ text_expression }} as {{ type }}) end
 {%- endmacro %}
 
-{% macro _json_reject(fields_checks) -%}
+{% macro _field_column(path) -%}
+    f_{{ path | replace('.', '_') }}
+{%- endmacro %}
+
+{#- the lineage columns and one text column per JSON field of the messages of `topic` -#}
+{% macro _kafka_json_fields(relation, topic, fields) -%}
+    {%- set paths = [] -%}
+    {%- for f in fields %}{% do paths.append('$.' ~ f) %}{% endfor -%}
+        select
+            kafka_partition,
+            kafka_offset,
+            load_time,
+            source_file,
+            raw_key,
+            raw_value,
+            document is null as is_malformed,
+            {%- for f in fields %}
+            {{ json_document_field('document', paths, '$.' ~ f) }} as {{ _field_column(f) }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from (
+            select
+                {{ adapter.quote('partition') }} as kafka_partition,
+                {{ adapter.quote('offset') }} as kafka_offset,
+                load_time,
+                source_file,
+                key as raw_key,
+                value as raw_value,
+                -- one JSON parse per message; null when the value is not valid JSON
+                {{ json_document('value', paths) }} as document
+            from {{ relation }}
+            where topic = '{{ topic }}'
+        ) as messages
+{%- endmacro %}
+
+{#- the first rule a message breaks (null when valid): a null value, invalid JSON, not an object,
+    a missing first key field, then `fields_checks` in order -#}
+{% macro _json_reject(first_field, missing_first_reason, fields_checks) -%}
             case
                 when raw_value is null then 'null value'
-                when fields is null then 'malformed json'
+                when is_malformed then 'malformed json'
                 -- evaluated only for the few rows without a first key field
-                when fields[1] is null and coalesce(try(json_type(raw_value)), '') <> 'OBJECT'
+                when {{ _field_column(first_field) }} is null and not {{ json_is_object('raw_value') }}
                     then 'payload is not a json object'
+                when {{ _field_column(first_field) }} is null then '{{ missing_first_reason }}'
                 {%- for condition, reason in fields_checks %}
                 when {{ condition }} then '{{ reason }}'
                 {%- endfor %}
             end
+{%- endmacro %}
+
+{#- the lineage columns every parse macro returns -#}
+{% macro _lineage_columns() -%}
+        kafka_partition,
+        kafka_offset,
+        load_time,
+        source_file,
+        raw_key,
+        raw_value
 {%- endmacro %}
 
 
@@ -51,50 +92,46 @@
         ]) }}
     ),
 
-    seconds as (
-
-        select *, {{ epoch_seconds('fields[3]') }} as event_seconds
-        from extracted
-
-    ),
-
     typed as (
 
         select
             *,
-            try_cast(fields[1] as bigint) as user_id,
-            fields[2] as update_type,
-            {{ seconds_to_timestamp('event_seconds') }} as event_at,
-            fields[4] as dob_text,
-            -- the contract's MM/dd/yyyy exactly: strptime alone reads 01/05/90 as the year 90
+            {{ _integer('f_user_id') }} as user_id,
+            f_update_type as update_type,
+            {{ seconds_to_timestamp(epoch_seconds('f_timestamp')) }} as event_at,
+            -- the contract's MM/dd/yyyy exactly: a date parser alone reads 01/05/90 as the year 90
             case
-                when regexp_full_match(fields[4], '[0-9]{2}/[0-9]{2}/[0-9]{4}')
-                    then try_strptime(fields[4], '%m/%d/%Y')::date
+                when {{ regex_full_match('f_dob', '[0-9]{2}/[0-9]{2}/[0-9]{4}') }}
+                    then {{ date_from_mm_dd_yyyy('f_dob') }}
             end as dob,
-            fields[5] as sex,
-            fields[6] as gender,
-            fields[7] as first_name,
-            fields[8] as last_name,
-            fields[9] as street_address,
-            fields[10] as city,
-            fields[11] as state,
-            try_cast(fields[12] as integer) as zip
-        from seconds
+            {{ _integer('f_address_zip', 'integer') }} as zip
+        from extracted
 
     )
 
     select
-        * exclude (fields, dob_text, event_seconds),
-        {{ _json_reject([
-            ('fields[1] is null', 'missing user_id'),
+        user_id,
+        update_type,
+        event_at,
+        dob,
+        f_sex as sex,
+        f_gender as gender,
+        f_first_name as first_name,
+        f_last_name as last_name,
+        f_address_street_address as street_address,
+        f_address_city as city,
+        f_address_state as state,
+        zip,
+        {{ _lineage_columns() }},
+        {{ _json_reject('user_id', 'missing user_id', [
             ('user_id is null', 'invalid user_id'),
             ('update_type is null', 'missing update_type'),
             ("update_type not in ('new', 'update', 'delete')", 'unknown update_type'),
-            ('fields[3] is null', 'missing timestamp'),
+            ('f_timestamp is null', 'missing timestamp'),
             ('event_at is null', 'invalid timestamp'),
-            ("dob_text is not null and dob is null", 'bad dob'),
+            ("f_dob is not null and dob is null", 'bad dob'),
             ("dob is not null and dob > cast(event_at as date)", 'bad dob'),
-            ('fields[12] is not null and zip is null', 'invalid zip'),
+            ('f_address_zip is not null and zip is null', 'invalid zip'),
         ]) }} as reject_reason
     from typed
 )
@@ -109,39 +146,35 @@
         {{ _kafka_json_fields(relation, 'workout', ['user_id', 'workout_id', 'timestamp', 'action', 'session_id']) }}
     ),
 
-    seconds as (
-
-        select *, {{ epoch_seconds('fields[3]') }} as event_seconds
-        from extracted
-
-    ),
-
     typed as (
 
         select
             *,
-            try_cast(fields[1] as bigint) as user_id,
-            try_cast(fields[2] as bigint) as workout_id,
-            {{ seconds_to_timestamp('event_seconds') }} as "time",
-            fields[4] as action,
-            try_cast(fields[5] as bigint) as session_id
-        from seconds
+            {{ _integer('f_user_id') }} as user_id,
+            {{ _integer('f_workout_id') }} as workout_id,
+            {{ seconds_to_timestamp(epoch_seconds('f_timestamp')) }} as event_time,
+            {{ _integer('f_session_id') }} as session_id
+        from extracted
 
     )
 
     select
-        * exclude (fields, event_seconds),
-        {{ _json_reject([
-            ('fields[1] is null', 'missing user_id'),
+        user_id,
+        workout_id,
+        event_time as {{ adapter.quote('time') }},
+        f_action as action,
+        session_id,
+        {{ _lineage_columns() }},
+        {{ _json_reject('user_id', 'missing user_id', [
             ('user_id is null', 'invalid user_id'),
-            ('fields[2] is null', 'missing workout_id'),
+            ('f_workout_id is null', 'missing workout_id'),
             ('workout_id is null', 'invalid workout_id'),
-            ('fields[5] is null', 'missing session_id'),
+            ('f_session_id is null', 'missing session_id'),
             ('session_id is null', 'invalid session_id'),
-            ('fields[3] is null', 'missing timestamp'),
-            ('"time" is null', 'invalid timestamp'),
-            ('action is null', 'missing action'),
-            ("action not in ('start', 'stop')", 'unknown action'),
+            ('f_timestamp is null', 'missing timestamp'),
+            ('event_time is null', 'invalid timestamp'),
+            ('f_action is null', 'missing action'),
+            ("f_action not in ('start', 'stop')", 'unknown action'),
         ]) }} as reject_reason
     from typed
 )
@@ -156,32 +189,27 @@
         {{ _kafka_json_fields(relation, 'bpm', ['device_id', 'time', 'heartrate']) }}
     ),
 
-    seconds as (
-
-        select *, {{ epoch_seconds('fields[2]') }} as reading_seconds
-        from extracted
-
-    ),
-
     typed as (
 
         select
             *,
-            try_cast(fields[1] as bigint) as device_id,
-            {{ seconds_to_timestamp('reading_seconds') }} as "time",
-            try_cast(fields[3] as double) as heartrate
-        from seconds
+            {{ _integer('f_device_id') }} as device_id,
+            {{ seconds_to_timestamp(epoch_seconds('f_time')) }} as reading_time,
+            try_cast(f_heartrate as double) as heartrate
+        from extracted
 
     )
 
     select
-        * exclude (fields, reading_seconds),
-        {{ _json_reject([
-            ('fields[1] is null', 'missing device_id'),
+        device_id,
+        reading_time as {{ adapter.quote('time') }},
+        heartrate,
+        {{ _lineage_columns() }},
+        {{ _json_reject('device_id', 'missing device_id', [
             ('device_id is null', 'invalid device_id'),
-            ('fields[2] is null', 'missing time'),
-            ('"time" is null', 'invalid time'),
-            ('fields[3] is not null and (heartrate is null or isnan(heartrate))', 'invalid heartrate'),
+            ('f_time is null', 'missing time'),
+            ('reading_time is null', 'invalid time'),
+            ('f_heartrate is not null and (heartrate is null or isnan(heartrate))', 'invalid heartrate'),
             ('heartrate > ' ~ var('max_possible_heartrate'), 'impossible heartrate'),
         ]) }} as reject_reason
     from typed

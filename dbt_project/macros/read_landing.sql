@@ -2,8 +2,8 @@
     Reading the landing zone.
 
     landing_files(source_name, table_name, loaded_relation=none)
-        The landing files of a source table, resolved with DuckDB's glob() when the model runs
-        (so an empty directory is simply an empty list, not "No files found"). With
+        The landing files of a source table, listed when the model runs (landing_file_listing: an
+        empty or missing directory is simply an empty list, not "No files found"). With
         `loaded_relation` (the bronze table itself, on incremental runs) only files whose path is
         not yet in its `source_file`: files are immutable, so a rerun adds nothing.
 
@@ -19,9 +19,16 @@
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
-    {%- set pattern = (src.external or '') | replace("'", "") -%}
+    {#- the glob is the source's meta.external_location (dbt-duckdb also exposes it as src.external) -#}
+    {%- set node = graph.sources.get('source.' ~ project_name ~ '.' ~ source_name ~ '.' ~ table_name) -%}
+    {%- set location = (node.config.meta or {}).get('external_location') or node.meta.get('external_location') -%}
+    {%- if not location -%}
+        {{ exceptions.raise_compiler_error(
+            "source " ~ source_name ~ "." ~ table_name ~ " has no meta.external_location (the glob of its landing files)") }}
+    {%- endif -%}
+    {%- set pattern = location | replace("'", "") -%}
     {%- set file_query -%}
-        select file from glob('{{ pattern }}')
+        select file from {{ landing_file_listing(pattern) }}
         {%- if loaded_relation is not none %}
         where file not in (select distinct l.source_file from {{ loaded_relation }} as l)
         {%- endif %}
@@ -37,16 +44,13 @@
     (
         select
             {%- for column in columns %}
-            cast({{ adapter.quote(column.name) if files | length > 0 else 'null' }} as {{ column.data_type }}) as {{ adapter.quote(column.name) }},
+            cast({{ adapter.quote(column.name) if files | length > 0 else 'null' }} as {{ sql_type(column.data_type) }}) as {{ adapter.quote(column.name) }},
             {%- endfor %}
             {%- if files | length > 0 %}
-            filename as source_file
-        from read_parquet(
-            [{%- for f in files %}'{{ f | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}],
-            filename = true
-        )
+            {{ parquet_scan_file_name() }} as source_file
+        from {{ parquet_files_scan(files) }}
             {%- else %}
-            cast(null as varchar) as source_file
+            cast(null as string) as source_file
         where false
             {%- endif %}
     )
@@ -65,7 +69,7 @@
     a file whose offsets repeat, whose offset range overlaps another new file of the same topic
     and partition, or (incremental) overlaps a range already loaded. The ranges come from the
     Parquet footers (row-group statistics), so no data is scanned; a file without statistics
-    counts as needing de-duplication. (Against bronze, a file needs de-duplication only when a
+    counts as needing de-duplication (kafka_file_offset_ranges). (Against bronze, a file needs de-duplication only when a
     loaded message of its topic and partition has an offset inside the file's range, which is
     what can repeat; comparing whole loaded file ranges would also flag files filling a gap.)
     Landing is exactly-once, so normally this is empty and
@@ -75,35 +79,11 @@
     {%- if not execute or files | length == 0 -%}
         {{ return([]) }}
     {%- endif -%}
-    {%- set file_list -%}
-        [{%- for f in files %}'{{ f | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}]
-    {%- endset -%}
     {%- set query -%}
         with
 
-        stats as (
-            select
-                file_name,
-                path_in_schema,
-                row_group_num_rows,
-                stats_min_value,
-                stats_max_value
-            from parquet_metadata({{ file_list }})
-            where path_in_schema in ('topic', 'partition', 'offset')
-        ),
-
         file_ranges as (
-            select
-                file_name,
-                min(stats_min_value) filter (where path_in_schema = 'topic') as topic,
-                max(stats_max_value) filter (where path_in_schema = 'topic') as max_topic,
-                min(try_cast(stats_min_value as integer)) filter (where path_in_schema = 'partition') as "partition",
-                max(try_cast(stats_max_value as integer)) filter (where path_in_schema = 'partition') as max_partition,
-                min(try_cast(stats_min_value as bigint)) filter (where path_in_schema = 'offset') as first_offset,
-                max(try_cast(stats_max_value as bigint)) filter (where path_in_schema = 'offset') as last_offset,
-                sum(row_group_num_rows) filter (where path_in_schema = 'offset') as messages
-            from stats
-            group by file_name
+            select * from {{ kafka_file_offset_ranges(files) }}
         ),
 
         suspect as (
@@ -111,8 +91,8 @@
             select file_name
             from file_ranges
             where
-                topic is null or first_offset is null or last_offset is null or "partition" is null
-                or topic <> max_topic or "partition" <> max_partition
+                topic is null or first_offset is null or last_offset is null or {{ adapter.quote('partition') }} is null
+                or topic <> max_topic or {{ adapter.quote('partition') }} <> max_partition
                 or messages > last_offset - first_offset + 1
 
             union
@@ -122,19 +102,25 @@
             inner join file_ranges as b
                 on
                     a.topic = b.topic
-                    and a."partition" = b."partition"
+                    and a.{{ adapter.quote('partition') }} = b.{{ adapter.quote('partition') }}
                     and a.file_name <> b.file_name
                     and a.first_offset <= b.last_offset
                     and b.first_offset <= a.last_offset
 
         )
 
-        select file_name, 'suspect' as kind, null as topic, null as "partition", null as first_offset, null as last_offset
+        select
+            file_name,
+            'suspect' as kind,
+            cast(null as string) as topic,
+            cast(null as integer) as {{ adapter.quote('partition') }},
+            cast(null as bigint) as first_offset,
+            cast(null as bigint) as last_offset
         from suspect
 
         union all
 
-        select file_name, 'range', topic, "partition", first_offset, last_offset
+        select file_name, 'range', topic, {{ adapter.quote('partition') }}, first_offset, last_offset
         from file_ranges
         where file_name not in (select s.file_name from suspect as s)
         order by file_name
@@ -153,14 +139,14 @@
             offset statistics instead of scanning (or grouping) all of bronze on every run. -#}
         {%- set overlap_query -%}
             {%- for r in ranges %}
-            select '{{ r[0] | replace("'", "''") }}' as file_name
+            select '{{ escape_single_quotes(r[0]) }}' as file_name
             where exists (
                 select 1
                 from {{ loaded_relation }} as l
                 where
-                    l.topic = '{{ r[2] | replace("'", "''") }}'
-                    and l."partition" = {{ r[3] | int }}
-                    and l."offset" between {{ r[4] | int }} and {{ r[5] | int }}
+                    l.topic = '{{ escape_single_quotes(r[2]) }}'
+                    and l.{{ adapter.quote('partition') }} = {{ r[3] | int }}
+                    and l.{{ adapter.quote('offset') }} between {{ r[4] | int }} and {{ r[5] | int }}
             )
             {{- "\n            union all" if not loop.last }}
             {%- endfor %}

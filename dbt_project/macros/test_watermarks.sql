@@ -17,22 +17,33 @@
         watermarks in a pre-hook (forget_test_watermarks), so the next test checks everything.
 -#}
 
+{#- one statement per call: Spark runs a single statement at a time; on Spark the table is Delta
+    (the profile's spark.sql.sources.default), so rows can be deleted -#}
 {% macro create_test_watermarks() -%}
-    create schema if not exists dbt_meta;
+    {%- if execute -%}
+        {%- do run_query('create schema if not exists dbt_meta') -%}
+    {%- endif %}
     create table if not exists dbt_meta.test_watermarks (
-        relation varchar not null,
-        test varchar not null,
+        relation string not null,
+        test string not null,
         watermark timestamp,
         recorded_at timestamp
-    );
+    )
 {%- endmacro %}
 
 
-{#- pre-hook of the incremental models: a table built from scratch may hold old load_times -#}
+{#- pre-hook of the incremental models: a table built from scratch may hold old load_times. The
+    delete runs only when there is a watermark to forget (a Delta DELETE costs a transaction). -#}
 {% macro forget_test_watermarks() -%}
     {%- if execute and model.config.materialized == 'incremental' and not is_incremental() -%}
+        {%- set relation = this.schema ~ '.' ~ this.identifier -%}
+        {%- set found = run_query(
+            "select count(*) from dbt_meta.test_watermarks where relation = '" ~ relation ~ "'"
+        ).columns[0].values()[0] -%}
+        {%- if found > 0 %}
         delete from dbt_meta.test_watermarks
-        where relation = '{{ this.schema }}.{{ this.identifier }}'
+        where relation = '{{ relation }}'
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 
@@ -43,7 +54,7 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set query -%}
-        select cast(max(watermark) as varchar)
+        select cast(max(watermark) as string)
         from dbt_meta.test_watermarks
         where relation = '{{ relation.schema }}.{{ relation.identifier }}' and test = '{{ test_key }}'
     {%- endset -%}
@@ -70,14 +81,15 @@
                     {%- set kwargs = node.test_metadata.kwargs -%}
                     {%- set test_key = watermarked_test_key(node.test_metadata.name, kwargs.combination_of_columns) -%}
                     {%- set column = kwargs.get('watermark_column') or 'load_time' -%}
-                    {%- set sql -%}
-                        delete from dbt_meta.test_watermarks
-                        where relation = '{{ relation }}' and test = '{{ test_key }}';
-                        insert into dbt_meta.test_watermarks
-                        select '{{ relation }}', '{{ test_key }}', max({{ column }}), now()
-                        from {{ tested.relation_name }};
-                    {%- endset -%}
-                    {%- do run_query(sql) -%}
+                    {%- do run_query(
+                        "delete from dbt_meta.test_watermarks where relation = '" ~ relation
+                        ~ "' and test = '" ~ escape_single_quotes(test_key) ~ "'"
+                    ) -%}
+                    {%- do run_query(
+                        "insert into dbt_meta.test_watermarks select '" ~ relation ~ "', '"
+                        ~ escape_single_quotes(test_key) ~ "', max(" ~ quote_column(column) ~ "), "
+                        ~ current_timestamp_utc() ~ " from " ~ tested.relation_name
+                    ) -%}
                 {%- endif -%}
             {%- endif -%}
         {%- endfor -%}

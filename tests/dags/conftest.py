@@ -8,6 +8,7 @@ by file); each drives it through the REST API as a user's tooling would.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,17 @@ class Installation:
             self.airflow.stop()
         if self.settings is not None:
             stack_down(self.settings)
+        self.keep_logs()
+
+    def keep_logs(self) -> None:
+        """Airflow's logs (components and tasks) outlive the temporary installation, for a failed run's reader."""
+        kept = ARTIFACTS / "airflow-logs"
+        shutil.rmtree(kept, ignore_errors=True)
+        if (self.home / "logs").is_dir():
+            shutil.copytree(self.home / "logs", kept)
+        if (self.root / "standalone.log").is_file():
+            kept.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.root / "standalone.log", kept / "standalone.log")
 
     def replay(self, *paths: Path) -> None:
         from ingestion.replay import replay

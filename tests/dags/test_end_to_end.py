@@ -85,6 +85,48 @@ def test_one_cycle_builds_once(installation, cycle):
     assert [e["uri"] for e in events].count("fitlake://warehouse/gold") == 1
 
 
+# Lines a healthy cycle may log at warning level or above, and why nobody needs to act on them.
+EXPECTED_WARNINGS: dict[str, str] = {}
+
+
+def warnings_in_task_logs(installation, runs) -> list[str]:
+    lines = []
+    for run in runs:
+        folder = installation.home / "logs" / f"dag_id={run.dag_id}" / f"run_id={run.run_id}"
+        for path in sorted(folder.rglob("*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if str(record.get("level", "")).lower() in ("warning", "error", "critical"):
+                    lines.append(f"{path.relative_to(folder)}: {record.get('logger')}: {record.get('event')}")
+    return lines
+
+
+def warnings_in_component_logs(installation, cycle) -> list[str]:
+    """Scheduler, triggerer, DAG processor and API server lines at warning level or above during the cycle."""
+    window = (cycle.started.strftime("%Y-%m-%dT%H:%M:%S"), cycle.end.strftime("%Y-%m-%dT%H:%M:%S.999999"))
+    lines = []
+    for line in (installation.root / "standalone.log").read_text(errors="replace").splitlines():
+        if "[warning" not in line and "[error" not in line and "[critical" not in line:
+            continue
+        stamp = line.split("| ", 1)[-1][:26]
+        if window[0] <= stamp <= window[1]:
+            lines.append(line)
+    return lines
+
+
+def test_a_healthy_cycle_logs_no_warning_nobody_needs(installation, cycle):
+    unexpected = [
+        line
+        for line in warnings_in_task_logs(installation, [*cycle.landings, *cycle.transforms])
+        + warnings_in_component_logs(installation, cycle)
+        if not any(pattern in line for pattern in EXPECTED_WARNINGS)
+    ]
+    assert not unexpected, "\n".join(unexpected[:40])
+
+
 @pytest.fixture(scope="module")
 def as_of_run(installation, cycle):
     return installation.transform({"as_of_date": AS_OF})

@@ -1,4 +1,5 @@
-"""Fixtures for the dbt scenario tests: one Dbt harness per session, reset for every test."""
+"""Fixtures for the dbt scenario tests: one Dbt harness per session, reset for every test; the
+Spark tests add one SparkDbt on the same landing root (one JVM for the whole session)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dbt_harness import Dbt  # noqa: E402
+from dbt_harness import Dbt, SparkDbt, stop_spark  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +22,17 @@ def dbt_session(tmp_path_factory) -> Dbt:
 def dbt(dbt_session: Dbt) -> Dbt:
     dbt_session.reset()
     return dbt_session
+
+
+@pytest.fixture(scope="session")
+def spark_dbt_session(tmp_path_factory, dbt_session: Dbt):
+    harness = SparkDbt(tmp_path_factory.mktemp("fitlake_spark"), dbt_session)
+    yield harness
+    stop_spark()
+
+
+@pytest.fixture
+def spark_dbt(dbt: Dbt, spark_dbt_session: SparkDbt) -> SparkDbt:
+    """The spark target, nothing built yet, on the (empty) landing root of `dbt`."""
+    spark_dbt_session.reset()
+    return spark_dbt_session

@@ -86,7 +86,7 @@ def test_it_runs_make_lint_and_make_test_the_way_ci_run_does():
     # the set-up is part of both targets, as on a fresh machine: no step installs the venv by hand
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert re.search(r"^lint: setup-dev\b", makefile, re.MULTILINE)
-    assert re.search(r"^test: setup-dev\b", makefile, re.MULTILINE)
+    assert re.search(r"^test: setup-(dev|spark)\b", makefile, re.MULTILINE)
     assert not any("pip install" in command or "uv " in command for command in COMMANDS)
 
 

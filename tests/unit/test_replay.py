@@ -45,32 +45,20 @@ def test_sample_registered_users():
     rows = read_csv(SAMPLE / "registered_users.csv")
     assert not (SAMPLE / "registered_users.csv").read_bytes().endswith(b"\n")  # the file under test
     assert rows.table.name == "registered_users"
-    assert rows.rows == [
-        (20001, 300017, "0a:1b:2c:3d:4e:5f", datetime(2023, 11, 14, 22, 13, 20), datetime(2023, 11, 14, 22, 13, 20)),
-        (
-            20002,
-            300018,
-            "0a:1b:2c:3d:4e:60",
-            datetime(2023, 11, 14, 22, 15, 0, 250000),
-            datetime(2023, 11, 14, 22, 15, 0, 250000),
-        ),
-        (
-            20003,
-            300019,
-            "0a:1b:2c:3d:4e:61",
-            datetime(2023, 11, 14, 22, 20, 0, 1),
-            datetime(2023, 11, 14, 22, 20, 0, 1),
-        ),
+    assert rows.rows == [  # no modified_at column: None, stamped when the row is written
+        (20001, 300017, "0a:1b:2c:3d:4e:5f", datetime(2023, 11, 14, 22, 13, 20), None),
+        (20002, 300018, "0a:1b:2c:3d:4e:60", datetime(2023, 11, 14, 22, 15, 0, 250000), None),
+        (20003, 300019, "0a:1b:2c:3d:4e:61", datetime(2023, 11, 14, 22, 20, 0, 1), None),
     ]
     assert rows.lines == [2, 3, 5]  # line 4 is blank
 
 
-def test_sample_gym_logins_default_modified_at_to_the_latest_timestamp():
+def test_sample_gym_logins_keep_a_given_modified_at_and_leave_an_empty_one_to_the_write():
     rows = read_csv(SAMPLE / "gym_logins.csv")
     login = datetime(2023, 11, 15, 12, 6, 40)
     logout = datetime(2023, 11, 15, 13, 21, 40, 500000)
-    assert rows.rows[0] == ("0a:1b:2c:3d:4e:5f", 2, login, None, login)
-    assert rows.rows[1] == ("0a:1b:2c:3d:4e:5f", 2, login, logout, logout)
+    assert rows.rows[0] == ("0a:1b:2c:3d:4e:5f", 2, login, None, None)
+    assert rows.rows[1] == ("0a:1b:2c:3d:4e:5f", 2, login, logout, None)
     assert rows.rows[2][3] == rows.rows[2][4] == datetime(2023, 11, 15, 13, 21, 40, 123456)
     assert rows.rows[3][2] == datetime(2023, 11, 15, 13, 0)
 
@@ -80,15 +68,7 @@ def test_table_from_header_when_the_name_says_nothing(tmp_path):
     path.write_text("mac_address,gym,login\n\n\naa:bb:cc:dd:ee:ff,3,1700000000.25\n")
     rows = read_csv(path)
     assert rows.table.name == "gym_logins"
-    assert rows.rows == [
-        (
-            "aa:bb:cc:dd:ee:ff",
-            3,
-            datetime(2023, 11, 14, 22, 13, 20, 250000),
-            None,
-            datetime(2023, 11, 14, 22, 13, 20, 250000),
-        )
-    ]
+    assert rows.rows == [("aa:bb:cc:dd:ee:ff", 3, datetime(2023, 11, 14, 22, 13, 20, 250000), None, None)]
     assert rows.lines == [4]
 
 

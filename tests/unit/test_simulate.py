@@ -179,13 +179,14 @@ def test_sql_rows_follow_the_gym_app(noisy):
     rows = data.sql_rows()
     users = rows["registered_users"]
     assert len(users) == 40 and len({u[0] for u in users}) == 40
-    for _user_id, _device_id, mac, registered, modified_at in users:
+    for user_id, _device_id, mac, registered in users:  # modified_at is stamped at write time, not planned
         assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac)
-        assert modified_at == registered
+        registration = next(c for c in data.sql_changes if c.table == "registered_users" and c.row[0] == user_id)
+        assert registration.at_us == to_us(registered)  # written when the member registers
     inserts = [c for c in data.sql_changes if c.table == "gym_logins" and c.action == "insert"]
     logouts = [c for c in data.sql_changes if c.action == "logout"]
-    assert all(c.row[3] is None and c.row[4] == c.row[2] for c in inserts)  # open at entry, modified_at = login
-    assert all(c.row[0] == c.row[1] and c.row[0] > c.row[4] for c in logouts)  # modified_at = logout > login
+    assert all(len(c.row) == 4 and c.row[3] is None and c.at_us == to_us(c.row[2]) for c in inserts)  # at entry
+    assert all(c.at_us == to_us(c.row[0]) and c.row[0] > c.row[3] for c in logouts)  # at exit, logout > login
     assert [c.at_us for c in data.sql_changes] == sorted(c.at_us for c in data.sql_changes)
     visits = rows["gym_logins"]
     open_visits = [v for v in visits if v[3] is None]
@@ -197,7 +198,7 @@ def test_workouts_mostly_happen_during_gym_visits(clean):
     rows = clean.sql_rows()
     mac_of = {u[0]: u[2] for u in rows["registered_users"]}
     visits = defaultdict(list)
-    for mac, _gym, login, logout, _ in rows["gym_logins"]:
+    for mac, _gym, login, logout in rows["gym_logins"]:
         visits[mac].append((login, logout or datetime.max))
     starts = [json.loads(m.value) for m in clean.messages if m.topic == "workout"]
     starts = [w for w in starts if w["action"] == "start"]
@@ -258,3 +259,23 @@ def test_default_start_keeps_the_run_in_the_past():
     start = default_start(days=3, now=now)
     assert start == datetime(2024, 5, 6, tzinfo=UTC)
     assert start + timedelta(days=3, hours=SimulationRates().late_hours[1]) < now
+
+
+def test_modified_at_is_wall_clock_utc_and_strictly_increasing():
+    from ingestion.azure_sql import ModifiedAtClock
+
+    frozen = datetime(2026, 3, 1, 12, 0, 0, 999_999, tzinfo=UTC)
+    readings = iter([frozen, frozen, frozen - timedelta(seconds=5), frozen + timedelta(seconds=1)])
+    clock = ModifiedAtClock(now=lambda: next(readings))
+    stamps = [clock.stamp() for _ in range(4)]
+    assert stamps == [
+        datetime(2026, 3, 1, 12, 0, 0, 999_999),
+        datetime(2026, 3, 1, 12, 0, 1),  # the same microsecond again: one later
+        datetime(2026, 3, 1, 12, 0, 1, 1),  # the wall clock stepped back: still later
+        datetime(2026, 3, 1, 12, 0, 1, 999_999),
+    ]
+    before = datetime.now(UTC).replace(tzinfo=None)
+    real = ModifiedAtClock()
+    many = [real.stamp() for _ in range(1000)]
+    assert before <= many[0] and all(a < b for a, b in zip(many, many[1:], strict=False))
+    assert many[-1] - datetime.now(UTC).replace(tzinfo=None) < timedelta(seconds=1)

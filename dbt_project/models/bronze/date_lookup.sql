@@ -6,16 +6,33 @@ with
 
 days as (
 
-    select cast(generate_series as date) as date
-    from
-        generate_series(
-            date '{{ var("date_lookup_start") }}',
-            date '{{ var("date_lookup_end") }}',
-            interval 1 day
-        )
+    select s.date
+    from {{ date_series(var("date_lookup_start"), var("date_lookup_end")) }} as s
     {%- if is_incremental() %}
-    where cast(generate_series as date) not in (select d.date from {{ this }} as d)
+    where s.date not in (select d.date from {{ this }} as d)
     {%- endif %}
+
+),
+
+weekdays as (
+
+    select
+        date,
+        -- the contract counts 1 = Sunday
+        {{ day_of_week('date') }} as dayofweek
+    from days
+
+),
+
+weeks as (
+
+    select
+        date,
+        dayofweek,
+        -- week of the year as strftime's %U: weeks start on Sunday, days before the first Sunday
+        -- are week 0 (the Sunday on or before the date, counted in whole weeks)
+        cast(floor((dayofyear(date) + 7 - dayofweek) / 7) as integer) as week
+    from weekdays
 
 ),
 
@@ -23,16 +40,14 @@ final as (
 
     select
         date,
-        -- %U: week of the year, weeks start on Sunday, days before the first Sunday are week 0
-        cast(strftime(date, '%U') as integer) as week,
+        week,
         year(date) as year,
         month(date) as month,
-        -- DuckDB counts 0 = Sunday; the contract counts 1 = Sunday
-        dayofweek(date) + 1 as dayofweek,
+        dayofweek,
         dayofmonth(date) as dayofmonth,
         dayofyear(date) as dayofyear,
-        cast(year(date) as varchar) || '-' || cast(cast(strftime(date, '%U') as integer) as varchar) as week_part
-    from days
+        cast(year(date) as string) || '-' || cast(week as string) as week_part
+    from weeks
 
 )
 

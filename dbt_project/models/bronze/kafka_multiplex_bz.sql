@@ -32,13 +32,13 @@ deduplicated_messages as (
         from {{ this }} as t
         where
             t.topic = r.topic
-            and t."partition" = r."partition"
-            and t."offset" = r."offset"
+            and t.{{ adapter.quote('partition') }} = r.{{ adapter.quote('partition') }}
+            and t.{{ adapter.quote('offset') }} = r.{{ adapter.quote('offset') }}
     )
     {%- endif %}
     qualify
         row_number() over (
-            partition by r.topic, r."partition", r."offset"
+            partition by r.topic, r.{{ adapter.quote('partition') }}, r.{{ adapter.quote('offset') }}
             order by r.source_file
         ) = 1
 
@@ -64,16 +64,16 @@ final as (
         m.key,
         m.value,
         m.topic,
-        m."partition",
-        m."offset",
-        m."timestamp",
-        cast(m."timestamp" as date) as date,
+        m.{{ adapter.quote('partition') }},
+        m.{{ adapter.quote('offset') }},
+        m.{{ adapter.quote('timestamp') }},
+        cast(m.{{ adapter.quote('timestamp') }} as date) as date,
         dl.week_part,
         {{ load_time() }} as load_time,
         m.source_file
     from new_messages as m
     left join date_lookup as dl
-        on cast(m."timestamp" as date) = dl.date
+        on cast(m.{{ adapter.quote('timestamp') }} as date) = dl.date
 
 )
 

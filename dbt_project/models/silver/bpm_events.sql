@@ -24,7 +24,7 @@ final as (
 
     select
         device_id,
-        "time",
+        {{ adapter.quote('time') }},
         heartrate,
         reject_reason,
         kafka_partition,

@@ -49,7 +49,7 @@ starts as (
         user_id,
         workout_id,
         session_id,
-        "time" as start_time,
+        {{ adapter.quote('time') }} as start_time,
         load_time
     from session_events
     where action = 'start'
@@ -62,7 +62,7 @@ stops as (
         user_id,
         workout_id,
         session_id,
-        "time" as end_time,
+        {{ adapter.quote('time') }} as end_time,
         load_time
     from session_events
     where action = 'stop'
@@ -78,7 +78,7 @@ paired as (
         s.session_id,
         s.start_time,
         min(e.end_time) as end_time,
-        greatest(max(s.load_time), arg_min(e.load_time, e.end_time)) as load_time
+        greatest(max(s.load_time), min_by(e.load_time, e.end_time)) as load_time
     from starts as s
     inner join stops as e
         on

@@ -54,7 +54,7 @@ visits as (
         gym,
         login,
         -- the logout of the latest version (by modified_at) whose logout is set and after login
-        arg_max(logout, { 'modified_at': modified_at, 'logout': logout }) filter (where logout > login) as logout,
+        max_by(logout, {{ ordering_tuple(['modified_at', 'logout']) }}) filter (where logout > login) as logout,
         max(modified_at) as modified_at,
         max(load_time) as load_time
     from versions

@@ -35,9 +35,9 @@ duplicate_keys as (
 
     select
         device_id,
-        "time"
+        {{ adapter.quote('time') }}
     from new_readings
-    group by device_id, "time"
+    group by device_id, {{ adapter.quote('time') }}
     having count(*) > 1
 
 ),
@@ -47,7 +47,7 @@ single_readings as (
     select r.*
     from new_readings as r
     anti join duplicate_keys as d
-        on r.device_id = d.device_id and r."time" = d."time"
+        on r.device_id = d.device_id and r.{{ adapter.quote('time') }} = d.{{ adapter.quote('time') }}
 
 ),
 
@@ -56,10 +56,10 @@ last_delivered_duplicates as (
     select r.*
     from new_readings as r
     semi join duplicate_keys as d
-        on r.device_id = d.device_id and r."time" = d."time"
+        on r.device_id = d.device_id and r.{{ adapter.quote('time') }} = d.{{ adapter.quote('time') }}
     qualify
         row_number() over (
-            partition by r.device_id, r."time"
+            partition by r.device_id, r.{{ adapter.quote('time') }}
             order by r.kafka_partition desc, r.kafka_offset desc
         ) = 1
 
@@ -77,7 +77,7 @@ final as (
 
     select
         device_id,
-        "time",
+        {{ adapter.quote('time') }},
         heartrate,
         coalesce(heartrate > 0, false) as valid,
         kafka_partition,

@@ -17,8 +17,8 @@ unknown_topics as (
 
     select
         topic,
-        "partition" as kafka_partition,
-        "offset" as kafka_offset,
+        {{ adapter.quote('partition') }} as kafka_partition,
+        {{ adapter.quote('offset') }} as kafka_offset,
         key as raw_key,
         value as raw_value,
         'unknown topic' as reject_reason,
@@ -76,38 +76,69 @@ rejected_messages as (
 ),
 
 -- the same rules as users: a version without its key fields cannot be used
+checked_registered_users as (
+
+    select
+        r.user_id,
+        r.device_id,
+        r.mac_address,
+        -- timestamps as text, so the raw record reads the same on every engine
+        cast(r.registration_timestamp as string) as registration_timestamp,
+        cast(r.modified_at as string) as modified_at,
+        case
+            when r.user_id is null then 'missing user_id'
+            when r.device_id is null then 'missing device_id'
+            when r.mac_address is null then 'missing mac_address'
+            when r.registration_timestamp is null then 'missing registration_timestamp'
+        end as reject_reason,
+        r.load_time,
+        r.source_file
+    from new_registered_users as r
+
+),
+
 rejected_registered_users as (
 
     select
-        cast(to_json(struct_pack(user_id, device_id, mac_address, registration_timestamp, modified_at)) as varchar)
+        {{ json_object(['user_id', 'device_id', 'mac_address', 'registration_timestamp', 'modified_at']) }}
             as raw_record,
-        case
-            when user_id is null then 'missing user_id'
-            when device_id is null then 'missing device_id'
-            when mac_address is null then 'missing mac_address'
-            when registration_timestamp is null then 'missing registration_timestamp'
-        end as reject_reason,
+        reject_reason,
         load_time,
         source_file
-    from new_registered_users
+    from checked_registered_users
     where reject_reason is not null
 
 ),
 
 -- the same rules as gym_logs: key fields present, a logout after the login
+checked_gym_logins as (
+
+    select
+        g.mac_address,
+        g.gym,
+        cast(g.login as string) as login,  -- noqa: RF04
+        cast(g.logout as string) as logout,
+        cast(g.modified_at as string) as modified_at,
+        case
+            when g.mac_address is null then 'missing mac_address'
+            when g.gym is null then 'missing gym'
+            when g.login is null then 'missing login'
+            when g.logout <= g.login then 'logout not after login'
+        end as reject_reason,
+        g.load_time,
+        g.source_file
+    from new_gym_logins as g
+
+),
+
 rejected_gym_logins as (
 
     select
-        cast(to_json(struct_pack(mac_address, gym, login, logout, modified_at)) as varchar) as raw_record,
-        case
-            when mac_address is null then 'missing mac_address'
-            when gym is null then 'missing gym'
-            when login is null then 'missing login'
-            when logout <= login then 'logout not after login'
-        end as reject_reason,
+        {{ json_object(['mac_address', 'gym', 'login', 'logout', 'modified_at']) }} as raw_record,
+        reject_reason,
         load_time,
         source_file
-    from new_gym_logins
+    from checked_gym_logins
     where reject_reason is not null
 
 ),

@@ -36,7 +36,7 @@ ages as (
         -- (someone born on 29 February has their birthday on 1 March in other years)
         year(a.as_of_date) - year(p.dob)
         - case
-            when strftime(a.as_of_date, '%m%d') < strftime(p.dob, '%m%d') then 1
+            when month(a.as_of_date) * 100 + dayofmonth(a.as_of_date) < month(p.dob) * 100 + dayofmonth(p.dob) then 1
             else 0
         end as age_years
     from user_profile as p

@@ -2,7 +2,7 @@
     config(
         incremental_strategy='delete+insert',
         unique_key=['user_id', 'workout_id', 'session_id'],
-        post_hook="delete from {{ this }} where \"time\" is null"
+        post_hook="delete from {{ this }} where {{ adapter.quote('time') }} is null"
     )
 }}
 
@@ -28,7 +28,7 @@ heart_rate as (
 
     select
         device_id,
-        "time",
+        {{ adapter.quote('time') }},
         heartrate,
         load_time
     from {{ ref('heart_rate') }}
@@ -60,7 +60,7 @@ new_readings as (
 
     select
         device_id,
-        "time",
+        {{ adapter.quote('time') }},
         load_time
     from {{ ref('heart_rate') }}
     where {{ since_last_run }}
@@ -89,8 +89,8 @@ affected_workouts as (
         inner join new_readings as r
             on
                 wd.device_id = r.device_id
-                and r."time" > wd.start_time
-                and r."time" <= wd.end_time
+                and r.{{ adapter.quote('time') }} > wd.start_time
+                and r.{{ adapter.quote('time') }} <= wd.end_time
     ) as triggers
     group by user_id, workout_id, session_id
 
@@ -102,7 +102,13 @@ affected_workouts as (
 workouts_to_build as (
 
     select
-        wd.* replace (greatest(wd.load_time, a.trigger_load_time) as load_time)
+        wd.user_id,
+        wd.workout_id,
+        wd.session_id,
+        wd.start_time,
+        wd.end_time,
+        wd.device_id,
+        greatest(wd.load_time, a.trigger_load_time) as load_time
     from workout_devices as wd
     inner join affected_workouts as a
         on
@@ -118,8 +124,8 @@ candidate_readings as (
     select *
     from heart_rate
     where
-        "time" > (select min(start_time) from workouts_to_build)
-        and "time" <= (select max(end_time) from workouts_to_build)
+        {{ adapter.quote('time') }} > (select min(start_time) from workouts_to_build)
+        and {{ adapter.quote('time') }} <= (select max(end_time) from workouts_to_build)
         and device_id in (select device_id from workouts_to_build)
 
 ),
@@ -146,15 +152,15 @@ readings_in_window as (
         w.session_id,
         w.start_time,
         w.end_time,
-        r."time",
+        r.{{ adapter.quote('time') }},
         r.heartrate,
         greatest(w.load_time, r.load_time) as load_time
     from workouts_to_build as w
     inner join candidate_readings as r
         on
             w.device_id = r.device_id
-            and r."time" > w.start_time
-            and r."time" <= w.end_time
+            and r.{{ adapter.quote('time') }} > w.start_time
+            and r.{{ adapter.quote('time') }} <= w.end_time
 
 ),
 
@@ -173,7 +179,7 @@ final as (
         session_id,
         start_time,
         end_time,
-        null as "time",
+        null as {{ adapter.quote('time') }},
         null as heartrate,
         load_time
     from workouts_to_build

@@ -25,7 +25,7 @@ final as (
     select
         user_id,
         workout_id,
-        "time",
+        {{ adapter.quote('time') }},
         action,
         session_id,
         reject_reason,

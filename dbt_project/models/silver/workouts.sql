@@ -28,12 +28,12 @@ distinct_events as (
     select
         user_id,
         workout_id,
-        "time",
+        {{ adapter.quote('time') }},
         action,
         session_id,
         min(load_time) as load_time
     from new_events
-    group by user_id, workout_id, "time", action, session_id
+    group by user_id, workout_id, {{ adapter.quote('time') }}, action, session_id
 
 ),
 

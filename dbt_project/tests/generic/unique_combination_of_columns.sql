@@ -2,23 +2,26 @@
     column is null are reported too, so a composite key is also tested for not null. -#}
 {% test unique_combination_of_columns(model, combination_of_columns) %}
 
+{%- set columns = [] -%}
+{%- for column in combination_of_columns %}{% do columns.append(quote_column(column)) %}{% endfor -%}
+
 with
 
 keys as (
 
-    select {{ combination_of_columns | join(', ') }}
+    select {{ columns | join(', ') }}
     from {{ model }}
 
 ),
 
 final as (
 
-    select {{ combination_of_columns | join(', ') }}, count(*) as occurrences
+    select {{ columns | join(', ') }}, count(*) as occurrences
     from keys
-    group by {{ combination_of_columns | join(', ') }}
+    group by {{ columns | join(', ') }}
     having
         count(*) > 1
-        {%- for column in combination_of_columns %}
+        {%- for column in columns %}
         or {{ column }} is null
         {%- endfor %}
 

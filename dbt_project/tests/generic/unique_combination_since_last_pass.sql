@@ -9,7 +9,10 @@
 -#}
 {% test unique_combination_since_last_pass(model, combination_of_columns, watermark_column='load_time') %}
 
-{%- set keys = combination_of_columns | join(', ') -%}
+{%- set columns = [] -%}
+{%- for column in combination_of_columns %}{% do columns.append(quote_column(column)) %}{% endfor -%}
+{%- set keys = columns | join(', ') -%}
+{%- set watermark_column = quote_column(watermark_column) -%}
 {%- set watermark = test_watermark(model, watermarked_test_key('unique_combination_since_last_pass', combination_of_columns)) -%}
 
 {%- if watermark is none %}
@@ -23,7 +26,7 @@ final as (
     group by {{ keys }}
     having
         count(*) > 1
-        {%- for column in combination_of_columns %}
+        {%- for column in columns %}
         or {{ column }} is null
         {%- endfor %}
 
@@ -54,11 +57,11 @@ touched_keys as (
 -- each touched key counted over the whole table
 duplicates as (
 
-    select {% for column in combination_of_columns %}m.{{ column }}{{ ', ' if not loop.last }}{% endfor %}, count(*) as occurrences
+    select {% for column in columns %}m.{{ column }}{{ ', ' if not loop.last }}{% endfor %}, count(*) as occurrences
     from {{ model }} as m
     semi join touched_keys as t
         on
-            {%- for column in combination_of_columns %}
+            {%- for column in columns %}
             m.{{ column }} = t.{{ column }}{{ ' and' if not loop.last }}
             {%- endfor %}
     group by all
@@ -71,7 +74,7 @@ null_keys as (
     select {{ keys }}, 1 as occurrences
     from recent
     where
-        {%- for column in combination_of_columns %}
+        {%- for column in columns %}
         {{ column }} is null{{ ' or' if not loop.last }}
         {%- endfor %}
 
