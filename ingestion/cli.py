@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ingestion.config import load_settings
-from ingestion.errors import FitLakeError
+from ingestion.errors import FitLakeError, SourceUnreachable
 
 
 def _progress_bar(description: str, unit: str):
@@ -31,8 +31,18 @@ def _print_status(status: dict) -> None:
 def cmd_stack(args, settings) -> int:
     from ingestion import stack
 
-    action = {"up": stack.stack_up, "down": stack.stack_down, "status": stack.stack_status}[args.action]
-    _print_status(action(settings))
+    if args.action != "status":
+        _print_status({"up": stack.stack_up, "down": stack.stack_down}[args.action](settings))
+        return 0
+    status = stack.stack_status(settings)
+    _print_status(status.lines)
+    if not status.broker_up:
+        print(
+            "error: the Kafka broker is down: `make stack-up` starts the embedded one; an external one "
+            "(FITLAKE_KAFKA_BOOTSTRAP) must be started where it runs",
+            file=sys.stderr,
+        )
+        return SourceUnreachable.exit_code
     return 0
 
 
@@ -94,7 +104,11 @@ def cmd_simulate(args, settings) -> int:
 def cmd_replay(args, settings) -> int:
     from ingestion import replay
 
-    replay.replay(settings, [Path(p) for p in args.paths])  # logs what it loaded
+    update, close = _progress_bar("replay", "rows+msgs")
+    try:
+        replay.replay(settings, [Path(p) for p in args.paths], progress=update)  # logs what it loaded
+    finally:
+        close()
     return 0
 
 

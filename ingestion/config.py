@@ -40,6 +40,7 @@ class Settings:
     sql_overlap: timedelta = timedelta(minutes=10)
     connect_retries: int = 3
     kafka_timeout_seconds: int = 10
+    kafka_stall_seconds: int = 30  # a landing with no message for this long while short of its end fails
     retry_backoff_seconds: float = 1.0
 
     @property
@@ -114,5 +115,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sql_overlap=timedelta(seconds=_int(env, "FITLAKE_SQL_OVERLAP_SECONDS", 600, 0)),
         connect_retries=_int(env, "FITLAKE_CONNECT_RETRIES", 3),
         kafka_timeout_seconds=_int(env, "FITLAKE_KAFKA_TIMEOUT_SECONDS", 10),
+        kafka_stall_seconds=_int(env, "FITLAKE_KAFKA_STALL_SECONDS", 30),
     )
     return settings

@@ -31,6 +31,10 @@ class LandingError(FitLakeError):
     exit_code = 5
 
 
+class LandingDiskFull(LandingError):
+    """The landing zone's filesystem has no space left."""
+
+
 class StackError(FitLakeError):
     """The embedded stack could not be started or reached."""
 

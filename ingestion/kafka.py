@@ -1,58 +1,90 @@
-"""Kafka clients for the landers and the simulator: factories are the test seams."""
+"""Kafka clients for the landers, the simulator and replay: factories are the test seams."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ingestion.config import Settings
-from ingestion.errors import SourceUnreachable
+from ingestion.config import KAFKA_OPTION_PREFIX, KAFKA_TOPICS, Settings
+from ingestion.errors import ConfigError, FitLakeError, SourceUnreachable
 
 log = logging.getLogger(__name__)
 
 LANDING_GROUP_ID = "fitlake-landing"
 
+Progress = Callable[[int], None]  # called with increments: SQL rows written, messages produced
 
-def client_config(settings: Settings, **overrides) -> dict:
-    config = {"bootstrap.servers": settings.resolved_kafka_bootstrap()}
+
+class ProduceError(FitLakeError):
+    """Kafka did not acknowledge every produced message."""
+
+    exit_code = 3
+
+
+class Message(NamedTuple):
+    """A message to produce (the simulator's and replay's), addressed by its contract topic name."""
+
+    topic: str  # contract topic name: user_info, workout or bpm
+    key: str | None
+    value: str | None
+    timestamp_us: int  # the message timestamp, epoch microseconds (Kafka keeps milliseconds)
+    note: str = ""  # why the simulator made it so, comma-separated: malformed:<kind>, redelivered, late, out_of_order
+
+
+def client_config(settings: Settings, defaults: dict | None = None, **overrides) -> dict:
+    """Our defaults, then the operator's FITLAKE_KAFKA_OPT_* settings over them, then what a caller must set."""
+    config = {"bootstrap.servers": settings.resolved_kafka_bootstrap(), **(defaults or {})}
     config.update(settings.kafka_options)
     config.update(overrides)
     return config
 
 
+def consumer_config(settings: Settings, **overrides) -> dict:
+    """The landers' consumer settings (the benchmark's bare loop uses the same)."""
+    defaults = {
+        "group.id": LANDING_GROUP_ID,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        "queued.max.messages.kbytes": 256 * 1024,
+    }
+    required = {
+        "enable.auto.commit": False,  # offsets are committed only after the files are in place
+        "enable.auto.offset.store": False,
+        # Every read starts at an explicit offset: one the broker no longer (or not yet) has is an
+        # error event, never a silent jump to the start or the end of the partition.
+        "auto.offset.reset": "error",
+        "enable.partition.eof": True,  # the landers see where each partition ends
+    }
+    return client_config(settings, defaults, **{**required, **overrides})
+
+
+def _client(kind, config: dict):
+    try:
+        return kind(config)
+    except KafkaException as exc:  # e.g. an option librdkafka rejects, or two that contradict each other
+        raise ConfigError(
+            f"the Kafka {kind.__name__.lower()} settings are invalid: {exc.args[0].str()}. Check the "
+            f"{KAFKA_OPTION_PREFIX}* variables (librdkafka's configuration names, dots as underscores)."
+        ) from None
+
+
 def make_consumer(settings: Settings, **overrides) -> Consumer:
-    return Consumer(
-        client_config(
-            settings,
-            **{
-                "group.id": LANDING_GROUP_ID,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
-                "queued.max.messages.kbytes": 256 * 1024,
-                **overrides,
-            },
-        )
-    )
+    return _client(Consumer, consumer_config(settings, **overrides))
 
 
 def make_producer(settings: Settings, **overrides) -> Producer:
-    return Producer(
-        client_config(
-            settings,
-            **{"linger.ms": 20, "batch.num.messages": 10000, "enable.idempotence": True, **overrides},
-        )
-    )
+    defaults = {"linger.ms": 20, "batch.num.messages": 10000, "enable.idempotence": True}
+    return _client(Producer, client_config(settings, defaults, **overrides))
 
 
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    return _client(AdminClient, client_config(settings))
 
 
 def list_topic_partitions(client, settings: Settings, topic: str | None = None) -> dict[str, list[int]]:
@@ -104,3 +136,73 @@ def ensure_topics(settings: Settings, topics=None, partitions: int | None = None
             break
         time.sleep(0.2)
     return missing
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Contract topic name -> configured topic name (Settings.kafka_topics, in contract order)."""
+    if len(settings.kafka_topics) != len(KAFKA_TOPICS):
+        raise ConfigError(
+            f"kafka_topics {settings.kafka_topics} must name {len(KAFKA_TOPICS)} topics, for "
+            f"{', '.join(KAFKA_TOPICS)} in that order"
+        )
+    return dict(zip(KAFKA_TOPICS, settings.kafka_topics, strict=True))
+
+
+def produce_messages(
+    settings: Settings, messages: Iterable[Message], progress: Progress | None = None, flush_timeout: float = 120.0
+) -> Counter:
+    """Produce (contract topic, key, value, timestamp) messages to the configured topics; count per topic.
+
+    Delivery reports are requested for failures only, so a million readings cost no Python callbacks;
+    any failure, or a message still unacknowledged after ``flush_timeout``, raises :class:`ProduceError`.
+    """
+    names = topic_names(settings)
+    failures: list = []
+
+    def on_failure(error, message) -> None:
+        if error is not None:
+            failures.append((message.topic(), error))
+
+    producer = make_producer(settings, **{"on_delivery": on_failure, "delivery.report.only.error": True})
+    counts: Counter = Counter()
+    pending = 0
+    started = time.monotonic()
+    for n, message in enumerate(messages, 1):
+        topic = names[message.topic]
+        key = None if message.key is None else message.key.encode()
+        value = None if message.value is None else message.value.encode()
+        timestamp = message.timestamp_us // 1000
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, timestamp=timestamp)
+                break
+            except BufferError:  # the local queue is full: let librdkafka send some
+                producer.poll(0.1)
+        counts[topic] += 1
+        pending += 1
+        if n % 1000 == 0:
+            producer.poll(0)
+            if failures:
+                break
+            if progress:
+                progress(pending)
+                pending = 0
+    remaining = producer.flush(flush_timeout)
+    if progress and pending:
+        progress(pending)
+    if failures or remaining:
+        topic, error = failures[0] if failures else ("?", "timed out")
+        hint = ""
+        if failures and "timestamp" in str(error).lower():
+            hint = (
+                " Kafka rejects message timestamps too far in the future (log.message.timestamp.after.max.ms, "
+                "1 hour by default on Kafka 4): choose a --start so the simulated days are in the past."
+            )
+        raise ProduceError(
+            f"Kafka did not accept {len(failures) + remaining} of {sum(counts.values())} messages "
+            f"({len(failures)} failed, {remaining} unacknowledged after {flush_timeout:.0f}s); first failure on "
+            f"{topic}: {error}.{hint} Check the brokers ({settings.resolved_kafka_bootstrap()}); the topics may "
+            "now hold part of the run."
+        )
+    log.info("produced %d messages in %.1fs", sum(counts.values()), time.monotonic() - started)
+    return counts

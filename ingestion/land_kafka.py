@@ -17,124 +17,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ingestion.config import Settings
-from ingestion.errors import ConfigError, SourceUnreachable
+from ingestion.errors import ConfigError, LandingError, SourceUnreachable
+from ingestion.gc_pacing import batches_die_young
 from ingestion.kafka import list_topic_partitions, make_consumer
-from ingestion.parquet_sink import ParquetFile, publish, remove_stale_temp_files
-from ingestion.state import kafka_file_name, kafka_partition_dir, landing_lock, next_kafka_offsets
+from ingestion.kafka_parquet import PartitionBuffer, PartitionFiles, WriterThread
+from ingestion.parquet_sink import remove_stale_temp_files
+from ingestion.state import kafka_partition_dir, landing_lock, next_kafka_offsets
 from ingestion.summary import LandingSummary
 
 log = logging.getLogger(__name__)
 
-KAFKA_LANDING_SCHEMA = pa.schema(
-    [
-        pa.field("topic", pa.string(), nullable=False),
-        pa.field("partition", pa.int32(), nullable=False),
-        pa.field("offset", pa.int64(), nullable=False),
-        pa.field("timestamp", pa.timestamp("us")),
-        pa.field("key", pa.string()),
-        pa.field("value", pa.string()),
-    ]
-)
-
-FLUSH_MESSAGES = 100_000
-# Raw bytes buffered per partition before a row group is written: bounds memory with large values.
-FLUSH_BYTES = 16 * 1024 * 1024
 CONSUME_BATCH = 10_000
 PROBE_SECONDS = 10.0
-IDLE_TIMEOUT_SECONDS = 30.0
-
-
-def _as_text(raw: list) -> pa.Array:
-    """Raw bytes as UTF-8 text; invalid UTF-8 keeps every byte as a \\xNN escape rather than failing."""
-    binary = pa.array(raw, pa.binary())
-    try:
-        return binary.cast(pa.string())
-    except pa.ArrowInvalid:
-        return pa.array([None if b is None else b.decode("utf-8", "backslashreplace") for b in raw], pa.string())
-
-
-@dataclass
-class _PartitionBuffer:
-    """Messages of one partition waiting to be written, and the file they are written to.
-
-    Message objects are kept as they come and unpacked column by column at
-    flush time: one list append per message keeps the consume loop cheap.
-    """
-
-    topic: str
-    partition: int
-    directory: object
-    max_bytes: int
-    messages: list = field(default_factory=list)
-    file: ParquetFile | None = None
-    file_first: int | None = None
-    file_last: int | None = None
-    published: list = field(default_factory=list)
-    bytes: int = 0
-    rows: int = 0
-    average_value_bytes: float = 0.0
-
-    def __post_init__(self):
-        self.flush_bytes = min(FLUSH_BYTES, self.max_bytes)
-
-    def should_flush(self) -> bool:
-        pending = len(self.messages)
-        if not self.average_value_bytes and pending:
-            self.average_value_bytes = max(1, len(self.messages[0].value() or b""))
-        return pending >= FLUSH_MESSAGES or pending * self.average_value_bytes >= self.flush_bytes
-
-    def flush(self) -> None:
-        messages = self.messages
-        if not messages:
-            return
-        n = len(messages)
-        offsets = [m.offset() for m in messages]
-        millis = [m.timestamp()[1] for m in messages]
-        values = [m.value() for m in messages]
-        micros = pc.multiply(pa.array([t if t >= 0 else None for t in millis], pa.int64()), 1000)
-        values_text = _as_text(values)
-        batch = pa.RecordBatch.from_arrays(
-            [
-                pa.repeat(pa.scalar(self.topic, pa.string()), n),
-                pa.repeat(pa.scalar(self.partition, pa.int32()), n),
-                pa.array(offsets, pa.int64()),
-                micros.cast(pa.timestamp("us")),
-                _as_text([m.key() for m in messages]),
-                values_text,
-            ],
-            schema=KAFKA_LANDING_SCHEMA,
-        )
-        self.average_value_bytes = max(1.0, values_text.nbytes / n)
-        if self.file is None:
-            self.file = ParquetFile(self.directory, KAFKA_LANDING_SCHEMA)
-            self.file_first = offsets[0]
-        self.file.write(batch)
-        self.file_last = offsets[-1]
-        self.rows += n
-        self.messages = []
-        if self.file.bytes_written >= self.max_bytes:
-            self.publish()
-
-    def publish(self) -> None:
-        if self.file is None:
-            return
-        self.bytes += self.file.close_durably()
-        final = self.directory / kafka_file_name(self.topic, self.partition, self.file_first, self.file_last)
-        publish(self.file.temp_path, final)
-        self.published.append(final)
-        self.file = None
-
-    def abandon(self) -> None:
-        if self.file is not None:
-            self.file.abandon()
-            self.file = None
 
 
 def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
@@ -153,24 +51,60 @@ def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tup
     raise AssertionError("unreachable")
 
 
-def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int]) -> dict[int, int]:
+def _reset_behind_landing(topic: str, partition: int, start: int, end: int | None) -> LandingError:
+    """The partition no longer holds the offset the landing zone continues from."""
+    where = f"ends at offset {end}" if end is not None else f"has no offset {start} (out of range)"
+    return LandingError(
+        f"{topic}[{partition}]: the landing zone continues at offset {start}, but the partition {where}: the topic "
+        "was deleted and created again or truncated (the embedded broker keeps nothing when it restarts), or "
+        "retention removed the offset while it was being landed. Nothing more was landed. New messages would "
+        f"reuse offsets that already landed: move landing/kafka/{topic} away (README, Day-2 operations: re-land "
+        "a source) before landing the new topic."
+    )
+
+
+def _transient(topic: str, error) -> None:
+    """Errors librdkafka recovers from by itself (broker down, connection lost): the stall timeout decides."""
+    if error.fatal():
+        raise SourceUnreachable(f"{topic}: the Kafka client failed for good: {error.str()}; rerun to continue")
+    log.warning("%s: %s (the client retries; waiting)", topic, error.str())
+
+
+def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int], highs: dict[int, int]) -> dict[int, int]:
     """Read from each probe position to partition EOF; the EOF offset is the partition's end."""
     ends = dict(probe_from)
     pending = set(probe_from)
+    heard: set[int] = set()  # partitions that answered with a message or an EOF
+    below: dict[int, int] = {}  # partitions whose end is, for now, below the offset the landing zone continues at
     consumer.assign([TopicPartition(topic, p, o) for p, o in probe_from.items()])
     deadline = time.monotonic() + PROBE_SECONDS
     while pending and time.monotonic() < deadline:
         for message in consumer.consume(CONSUME_BATCH, timeout=0.5):
             p = message.partition()
             error = message.error()
+            heard.add(p)
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
+                    if message.offset() < probe_from[p]:
+                        # Below what landed: the topic was created again, or a broker that just restarted has
+                        # not caught up (Apache Kafka restores its high watermark from a checkpoint): only
+                        # still below at the deadline is it refused, so a restart is no false alarm.
+                        below[p] = message.offset()
+                        continue
+                    below.pop(p, None)
                     ends[p] = max(ends[p], message.offset())
                     pending.discard(p)
-                elif error.fatal():
-                    raise KafkaException(error)
+                elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    raise _reset_behind_landing(topic, p, probe_from[p], None)
+                else:
+                    _transient(topic, error)
                 continue
             ends[p] = max(ends[p], message.offset() + 1)
+    for p in sorted(pending & set(below)):
+        raise _reset_behind_landing(topic, p, probe_from[p], below[p])
+    for p in sorted(pending - heard):
+        if highs[p] < probe_from[p]:  # asked past its end, the embedded broker answers nothing at all
+            raise _reset_behind_landing(topic, p, probe_from[p], highs[p])
     if pending:
         # A partition written to faster than we read: its end is what we saw by the deadline.
         log.info(
@@ -192,9 +126,11 @@ def land_kafka_topic(
     started = time.monotonic()
     summary = LandingSummary(source="kafka", entity=topic)
     landing = settings.landing_root
+    max_bytes = settings.landing_file_max_bytes
     with landing_lock(landing, f"kafka-{topic}"):
         consumer = consumer_factory(settings)
-        buffers: dict[int, _PartitionBuffer] = {}
+        writer = WriterThread()
+        buffers: dict[int, PartitionBuffer] = {}
         try:
             partitions = list_topic_partitions(consumer, settings, topic).get(topic)
             if not partitions:
@@ -203,7 +139,7 @@ def land_kafka_topic(
                     "(`make stack-up` does for the embedded broker) or fix --topic"
                 )
             landed = next_kafka_offsets(landing, topic)
-            starts, probe_from = {}, {}
+            starts, probe_from, highs = {}, {}, {}
             for p in partitions:
                 remove_stale_temp_files(kafka_partition_dir(landing, topic, p))
                 low, high = _watermarks(consumer, settings, topic, p)
@@ -218,19 +154,25 @@ def land_kafka_topic(
                     )
                     summary.detail.setdefault("expired_before_landing", {})[p] = [start, low - 1]
                     start = low
-                starts[p] = start
+                starts[p], highs[p] = start, high
                 probe_from[p] = max(start, high - 1)
-            ends = _confirm_end_offsets(consumer, topic, probe_from)
+            ends = _confirm_end_offsets(consumer, topic, probe_from, highs)
             todo = {p for p in partitions if ends[p] > starts[p]}
             for p in todo:
-                buffers[p] = _PartitionBuffer(
-                    topic, p, kafka_partition_dir(landing, topic, p), settings.landing_file_max_bytes
-                )
-            _consume_until_ends(consumer, topic, starts, ends, todo, buffers, summary, progress)
+                files = PartitionFiles(topic, p, kafka_partition_dir(landing, topic, p), max_bytes)
+                buffers[p] = PartitionBuffer(files, writer)
+            with batches_die_young(CONSUME_BATCH):
+                stall = settings.kafka_stall_seconds
+                _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall)
             for buffer in buffers.values():
                 buffer.flush()
-                buffer.publish()
-            commits = [TopicPartition(topic, p, b.file_last + 1) for p, b in buffers.items() if b.file_last is not None]
+                writer.submit(buffer.files.publish)
+            writer.drain()
+            commits = [
+                TopicPartition(topic, p, b.files.last_landed + 1)
+                for p, b in buffers.items()
+                if b.files.last_landed is not None
+            ]
             if commits:
                 try:
                     consumer.commit(offsets=commits, asynchronous=False)
@@ -239,70 +181,80 @@ def land_kafka_topic(
                     # makes the lag metric stale.
                     log.warning("%s: landed, but committing offsets to group failed: %s", topic, exc)
         except BaseException:
+            writer.stop()  # the writer thread no longer touches the files
             for buffer in buffers.values():
-                buffer.abandon()
+                buffer.files.abandon()
             raise
         finally:
+            writer.stop()
             consumer.close()
     for p, buffer in sorted(buffers.items()):
-        summary.rows += buffer.rows
-        summary.files += len(buffer.published)
-        summary.bytes += buffer.bytes
-        summary.paths += [str(path) for path in buffer.published]
-        if buffer.file_last is not None:
-            summary.detail.setdefault("offsets", {})[p] = [starts[p], buffer.file_last]
+        files = buffer.files
+        summary.rows += files.rows
+        summary.files += len(files.published)
+        summary.bytes += files.bytes
+        summary.paths += [str(path) for path in files.published]
+        if files.last_landed is not None:
+            summary.detail.setdefault("offsets", {})[p] = [starts[p], files.last_landed]
     summary.seconds = time.monotonic() - started
     return summary
 
 
-def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, summary, progress) -> None:
+def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall_seconds: float) -> None:
     if not todo:
         return
     consumer.assign([TopicPartition(topic, p, starts[p]) for p in todo])
     remaining = set(todo)
     last_message_at = time.monotonic()
+    last_error = None
     while remaining:
         messages = consumer.consume(CONSUME_BATCH, timeout=1.0)
         if not messages:
-            if time.monotonic() - last_message_at > IDLE_TIMEOUT_SECONDS:
+            if time.monotonic() - last_message_at > stall_seconds:
                 raise SourceUnreachable(
-                    f"{topic}: no message for {IDLE_TIMEOUT_SECONDS:.0f}s while partitions {sorted(remaining)} "
-                    f"were short of their end offsets {ends}; the broker may be down. Nothing was lost: "
-                    "files already renamed into place hold complete ranges, rerun to continue."
+                    f"{topic}: no message for {stall_seconds:.0f}s while partitions {sorted(remaining)} were short "
+                    f"of their end offsets {ends}; the broker may be down (last client error: "
+                    f"{last_error.str() if last_error else 'none'}). Nothing was lost: files already renamed into "
+                    "place hold complete ranges; rerun to continue (FITLAKE_KAFKA_STALL_SECONDS sets the wait)."
                 )
             continue
         last_message_at = time.monotonic()
-        touched = set()
+        by_partition: dict[int, list] = {}
+        reached_eof = []
         for message in messages:
-            error = message.error()
-            if error is not None:
+            if message.error() is None:
                 p = message.partition()
-                if error.code() == KafkaError._PARTITION_EOF:
-                    if p in remaining:
-                        remaining.discard(p)
-                        consumer.incremental_unassign([TopicPartition(topic, p)])
-                elif error.fatal() or not error.retriable():
-                    raise KafkaException(error)
+                if p in by_partition:
+                    by_partition[p].append(message)
                 else:
-                    log.warning("%s: retriable consumer error: %s", topic, error)
+                    by_partition[p] = [message]
                 continue
-            p = message.partition()
-            if p in remaining:
-                buffers[p].messages.append(message)
-                touched.add(p)
+            error = message.error()
+            if error.code() == KafkaError._PARTITION_EOF:
+                reached_eof.append(message.partition())
+            elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                p = message.partition()
+                raise _reset_behind_landing(topic, p, starts[p], None)
+            else:
+                last_error = error
+                _transient(topic, error)
         landed = 0
-        for p in touched:
-            buffer = buffers[p]
+        for p, batch in by_partition.items():
+            if p not in remaining:
+                continue  # delivered before the unassign of a partition already at its end
             end = ends[p]
-            if buffer.messages[-1].offset() >= end - 1:
+            if batch[-1].offset() >= end - 1:
                 # This batch reached the end fixed at start: keep nothing past it.
-                buffer.messages = [m for m in buffer.messages if m.offset() < end]
-                if p in remaining:
-                    remaining.discard(p)
-                    consumer.incremental_unassign([TopicPartition(topic, p)])
-            if buffer.should_flush():
-                landed += len(buffer.messages)
-                buffer.flush()
+                batch = [m for m in batch if m.offset() < end]
+                remaining.discard(p)
+                consumer.incremental_unassign([TopicPartition(topic, p)])
+            if batch:
+                buffers[p].add(batch)
+                landed += len(batch)
+        for p in reached_eof:
+            if p in remaining:
+                remaining.discard(p)
+                consumer.incremental_unassign([TopicPartition(topic, p)])
         if progress and landed:
             progress(landed)
 

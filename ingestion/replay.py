@@ -23,6 +23,7 @@ with an error naming the file and line and leaves the sources untouched.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import re
@@ -30,14 +31,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 from ingestion import azure_sql
 from ingestion.config import KAFKA_TOPICS, Settings
 from ingestion.errors import FitLakeError
-from ingestion.kafka import ensure_topics
-from ingestion.simulate import Message, Progress, produce_messages, topic_names
+from ingestion.kafka import Message, Progress, ensure_topics, produce_messages, topic_names
 from ingestion.source_tables import SOURCE_TABLES, SourceTable
 from ingestion.state import latest_sql_batch
 
@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1)
 CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
-_EPOCH_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_EPOCH_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_WHOLE_NUMBER = re.compile(r"[+-]?\d+", re.ASCII)
+# The SQL types' ranges: a value outside fails here, with its line, not in the database driver.
+INTEGER_RANGES = {"bigint": (-(2**63), 2**63 - 1), "int": (-(2**31), 2**31 - 1)}
 
 
 class ReplayError(FitLakeError):
@@ -95,9 +98,12 @@ def parse_timestamp(text: str | int | Decimal) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{text!r} is neither epoch seconds nor an ISO-8601 timestamp") from None
+        raise ValueError(f"{_shown(text)} is neither epoch seconds nor an ISO-8601 timestamp") from None
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError(f"{_shown(text)} is out of range once converted to UTC") from None
     return value
 
 
@@ -105,8 +111,31 @@ def _from_epoch(seconds: Decimal) -> datetime:
     try:
         micros = int((seconds * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
         return EPOCH + timedelta(microseconds=micros)
-    except (InvalidOperation, OverflowError):
-        raise ValueError(f"epoch {seconds} is out of range") from None
+    except (ArithmeticError, ValueError):  # NaN, Infinity, overflow of Decimal, timedelta or datetime
+        raise ValueError(f"epoch {str(seconds)[:40]} is out of range") from None
+
+
+def _shown(value, limit: int = 60) -> str:
+    """A value for an error message, as repr, cut if long (a huge field must not flood the log)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8 (a BOM is dropped); anything else is an error naming the line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ReplayError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); recorded data sets "
+            "are UTF-8: convert the file (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
 
 
 def epoch_millis(value) -> int:
@@ -144,45 +173,51 @@ def _table_for(path: Path, header: list[str]) -> SourceTable:
 
 
 def read_csv(path: Path) -> CsvRows:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = None
-        for record in reader:
-            if any(cell.strip() for cell in record):
-                header = [cell.strip().lower() for cell in record]
-                break
-        if header is None:
-            raise ReplayError(f"{path}: empty CSV file, expected a header line naming the columns")
-        table = _table_for(path, header)
-        known = set(table.column_names)
-        unknown = [c for c in header if c not in known]
-        duplicated = sorted({c for c in header if header.count(c) > 1})
-        missing = [c.name for c in table.columns if c.name not in header and c.name != "modified_at" and not c.nullable]
-        if unknown or missing or duplicated:
-            problems = []
-            if unknown:
-                problems.append(f"unknown column(s) {', '.join(unknown)}")
-            if missing:
-                problems.append(f"missing column(s) {', '.join(missing)}")
-            if duplicated:
-                problems.append(f"repeated column(s) {', '.join(duplicated)}")
-            raise ReplayError(
-                f"{path}:{reader.line_num}: {table.name} header: {'; '.join(problems)} "
-                f"(columns are {', '.join(table.column_names)}, modified_at optional)"
-            )
-        result = CsvRows(path, table)
-        positions = {name: i for i, name in enumerate(header)}
-        for record in reader:
-            if not any(cell.strip() for cell in record):
-                continue
-            line = reader.line_num
-            if len(record) != len(header):
-                raise ReplayError(f"{path}:{line}: {len(record)} field(s), the header has {len(header)}")
-            try:
-                result.rows.append(_csv_row(table, positions, record))
-            except ValueError as exc:
-                raise ReplayError(f"{path}:{line}: {exc}") from None
-            result.lines.append(line)
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        return _read_csv_records(path, reader)
+    except csv.Error as exc:  # e.g. a field longer than the csv module's limit, or an unclosed quote
+        raise ReplayError(f"{path}:{reader.line_num}: not a readable CSV record: {exc}") from None
+
+
+def _read_csv_records(path: Path, reader) -> CsvRows:
+    header = None
+    for record in reader:
+        if any(cell.strip() for cell in record):
+            header = [cell.strip().lower() for cell in record]
+            break
+    if header is None:
+        raise ReplayError(f"{path}:1: empty CSV file, expected a header line naming the columns")
+    table = _table_for(path, header)
+    known = set(table.column_names)
+    unknown = [c for c in header if c not in known]
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    missing = [c.name for c in table.columns if c.name not in header and c.name != "modified_at" and not c.nullable]
+    if unknown or missing or duplicated:
+        problems = []
+        if unknown:
+            problems.append(f"unknown column(s) {', '.join(unknown)}")
+        if missing:
+            problems.append(f"missing column(s) {', '.join(missing)}")
+        if duplicated:
+            problems.append(f"repeated column(s) {', '.join(duplicated)}")
+        raise ReplayError(
+            f"{path}:{reader.line_num}: {table.name} header: {'; '.join(problems)} "
+            f"(columns are {', '.join(table.column_names)}, modified_at optional)"
+        )
+    result = CsvRows(path, table)
+    positions = {name: i for i, name in enumerate(header)}
+    for record in reader:
+        if not any(cell.strip() for cell in record):
+            continue
+        line = reader.line_num
+        if len(record) != len(header):
+            raise ReplayError(f"{path}:{line}: {len(record)} field(s), the header has {len(header)}")
+        try:
+            result.rows.append(_csv_row(table, positions, record))
+        except ValueError as exc:
+            raise ReplayError(f"{path}:{line}: {exc}") from None
+        result.lines.append(line)
     return result
 
 
@@ -200,14 +235,19 @@ def _csv_row(table: SourceTable, positions: dict[str, int], record: list[str]) -
                 values[column.name] = parse_timestamp(text)
             except ValueError as exc:
                 raise ValueError(f"{column.name}: {exc}") from None
-        elif column.ddl in ("bigint", "int"):
-            try:
-                values[column.name] = int(text)
-            except ValueError:
-                raise ValueError(f"{column.name}={text!r} is not a whole number") from None
+        elif column.ddl in INTEGER_RANGES:
+            if not _WHOLE_NUMBER.fullmatch(text):
+                raise ValueError(f"{column.name}={_shown(text)} is not a whole number")
+            low, high = INTEGER_RANGES[column.ddl]
+            value = int(text)
+            if not low <= value <= high:
+                raise ValueError(f"{column.name}={_shown(text)} is out of range for a {column.ddl.upper()} column")
+            values[column.name] = value
         else:
             if column.name == "mac_address" and len(text) > 17:
-                raise ValueError(f"mac_address {text!r} is longer than 17 characters")
+                raise ValueError(f"mac_address {_shown(text)} is longer than 17 characters")
+            if "\x00" in text:
+                raise ValueError(f"{column.name} holds a NUL character, which SQL text columns cannot store")
             values[column.name] = text
     return tuple(values[c] for c in table.column_names)  # modified_at None: stamped when written
 
@@ -218,47 +258,72 @@ def _csv_row(table: SourceTable, positions: dict[str, int], record: list[str]) -
 def read_jsonl(path: Path) -> list[tuple[int, Message]]:
     """(line, message) for every envelope; ``Message.topic`` is the contract topic name."""
     messages = []
-    with open(path, encoding="utf-8-sig") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                envelope = json.loads(line, parse_float=Decimal)
-            except json.JSONDecodeError as exc:
-                raise ReplayError(
-                    f"{path}:{line_number}: not a JSON envelope ({exc.msg} at column {exc.colno}); "
-                    'expected one {"key", "value", "topic", ...} object per line'
-                ) from None
-            try:
-                messages.append((line_number, _envelope_message(envelope)))
-            except ValueError as exc:
-                raise ReplayError(f"{path}:{line_number}: {exc}") from None
+    for line_number, line in enumerate(io.StringIO(_read_text(path)), 1):
+        if not line.strip():
+            continue
+        try:
+            envelope = json.loads(line, parse_float=Decimal, parse_constant=_no_constant)
+        except json.JSONDecodeError as exc:
+            raise ReplayError(
+                f"{path}:{line_number}: not a JSON envelope ({exc.msg} at column {exc.colno}); "
+                'expected one {"key", "value", "topic", ...} object per line'
+            ) from None
+        except RecursionError:
+            raise ReplayError(f"{path}:{line_number}: the envelope is nested too deeply to read") from None
+        except ValueError as exc:  # NaN/Infinity, or an integer of more digits than Python reads
+            raise ReplayError(f"{path}:{line_number}: not a JSON envelope: {exc}") from None
+        try:
+            messages.append((line_number, _envelope_message(envelope)))
+        except ValueError as exc:
+            raise ReplayError(f"{path}:{line_number}: {exc}") from None
     return messages
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON (the envelope's numbers must be finite)")
+
+
+def _utf8(name: str, text: str) -> str:
+    """Text that becomes UTF-8 bytes on the wire: an unpaired surrogate (a JSON \\ud800 escape) cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name} holds an unpaired surrogate ({text[exc.start]!r} at character {exc.start + 1}), "
+            "which is not UTF-8 text"
+        ) from None
+    return text
 
 
 def _envelope_message(envelope) -> Message:
     if not isinstance(envelope, dict):
         raise ValueError(f"an envelope must be a JSON object, not {type(envelope).__name__}")
     topic = envelope.get("topic")
-    if topic not in KAFKA_TOPICS:
-        raise ValueError(f"topic {topic!r} is not one of {', '.join(KAFKA_TOPICS)}")
+    if not isinstance(topic, str) or topic not in KAFKA_TOPICS:
+        raise ValueError(f"topic {_shown(topic)} is not one of {', '.join(KAFKA_TOPICS)}")
     if "value" not in envelope:
         raise ValueError("the envelope has no value")
     value = envelope["value"]
     if value is not None and not isinstance(value, str):
         raise ValueError(f"value must be the payload as a JSON string (or null), not a {type(value).__name__}")
+    if value is not None:
+        _utf8("value", value)
     key = envelope.get("key")
     if isinstance(key, bool) or not (key is None or isinstance(key, (str, int))):
-        raise ValueError(f"key must be a string (or null), not {key!r}")
+        raise ValueError(f"key must be a string (or null), not {_shown(key)}")
+    if isinstance(key, str):
+        _utf8("key", key)
     raw_timestamp = envelope.get("timestamp")
     if raw_timestamp is None:
         raise ValueError("the envelope has no timestamp (epoch seconds)")
     if isinstance(raw_timestamp, bool) or not isinstance(raw_timestamp, (int, Decimal, str)):
-        raise ValueError(f"timestamp {raw_timestamp!r} is not epoch seconds")
+        raise ValueError(f"timestamp {_shown(raw_timestamp)} is not epoch seconds")
     try:
         millis = epoch_millis(raw_timestamp)
     except ValueError as exc:
         raise ValueError(f"timestamp: {exc}") from None
+    if millis < 0:
+        raise ValueError(f"timestamp {_shown(raw_timestamp)} is before 1970: Kafka timestamps cannot be")
     return Message(topic, None if key is None else str(key), value, millis * 1000)
 
 

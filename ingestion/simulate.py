@@ -31,7 +31,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -39,9 +39,9 @@ from typing import NamedTuple
 import pyodbc
 
 from ingestion import azure_sql
-from ingestion.config import KAFKA_TOPICS, Settings
+from ingestion.config import Settings
 from ingestion.errors import ConfigError, FitLakeError
-from ingestion.kafka import ensure_topics, make_producer
+from ingestion.kafka import Message, Progress, ensure_topics, produce_messages, topic_names
 from ingestion.source_tables import GYM_LOGINS, REGISTERED_USERS
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,6 @@ KEY_FIELDS = {
     "workout": ("user_id", "workout_id", "session_id", "action", "timestamp"),
     "bpm": ("device_id", "time"),
 }
-
-Progress = Callable[[int], None]  # called with increments: SQL rows written, messages produced
-
-
-class ProduceError(FitLakeError):
-    """Kafka did not acknowledge every produced message."""
-
-    exit_code = 3
-
 
 # --- parameters and results -------------------------------------------------------------------
 
@@ -109,14 +100,6 @@ class SimulationRates:
                 raise ConfigError(f"simulation rate {name}={value} must be a share between 0 and 1")
         if self.workout_minutes[1] > 150:
             raise ConfigError("workout_minutes above 150 do not fit a gym visit; use at most 150")
-
-
-class Message(NamedTuple):
-    topic: str  # contract topic name: user_info, workout or bpm
-    key: str | None
-    value: str | None
-    timestamp_us: int  # the produced message's timestamp (simulated time)
-    note: str = ""  # comma-separated: malformed:<kind>, redelivered, late, out_of_order
 
 
 class SqlChange(NamedTuple):
@@ -772,76 +755,6 @@ def apply_sql_changes(
     finally:
         conn.close()
     return dict(counts)
-
-
-def topic_names(settings: Settings) -> dict[str, str]:
-    """Contract topic name -> configured topic name (Settings.kafka_topics, in contract order)."""
-    if len(settings.kafka_topics) != len(KAFKA_TOPICS):
-        raise ConfigError(
-            f"kafka_topics {settings.kafka_topics} must name {len(KAFKA_TOPICS)} topics, for "
-            f"{', '.join(KAFKA_TOPICS)} in that order"
-        )
-    return dict(zip(KAFKA_TOPICS, settings.kafka_topics, strict=True))
-
-
-def produce_messages(
-    settings: Settings, messages: Iterable[Message], progress: Progress | None = None, flush_timeout: float = 120.0
-) -> Counter:
-    """Produce (contract topic, key, value, timestamp) messages to the configured topics; count per topic.
-
-    Delivery reports are requested for failures only, so a million readings cost no Python callbacks;
-    any failure, or a message still unacknowledged after ``flush_timeout``, raises :class:`ProduceError`.
-    """
-    names = topic_names(settings)
-    failures: list = []
-
-    def on_failure(error, message) -> None:
-        if error is not None:
-            failures.append((message.topic(), error))
-
-    producer = make_producer(settings, **{"on_delivery": on_failure, "delivery.report.only.error": True})
-    counts: Counter = Counter()
-    pending = 0
-    started = time.monotonic()
-    for n, message in enumerate(messages, 1):
-        topic = names[message.topic]
-        key = None if message.key is None else message.key.encode()
-        value = None if message.value is None else message.value.encode()
-        timestamp = message.timestamp_us // 1000
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, timestamp=timestamp)
-                break
-            except BufferError:  # the local queue is full: let librdkafka send some
-                producer.poll(0.1)
-        counts[topic] += 1
-        pending += 1
-        if n % 1000 == 0:
-            producer.poll(0)
-            if failures:
-                break
-            if progress:
-                progress(pending)
-                pending = 0
-    remaining = producer.flush(flush_timeout)
-    if progress and pending:
-        progress(pending)
-    if failures or remaining:
-        topic, error = failures[0] if failures else ("?", "timed out")
-        hint = ""
-        if failures and "timestamp" in str(error).lower():
-            hint = (
-                " Kafka rejects message timestamps too far in the future (log.message.timestamp.after.max.ms, "
-                "1 hour by default on Kafka 4): choose a --start so the simulated days are in the past."
-            )
-        raise ProduceError(
-            f"Kafka did not accept {len(failures) + remaining} of {sum(counts.values())} messages "
-            f"({len(failures)} failed, {remaining} unacknowledged after {flush_timeout:.0f}s); first failure on "
-            f"{topic}: {error}.{hint} Check the brokers ({settings.resolved_kafka_bootstrap()}); the topics may "
-            "now hold part of the run."
-        )
-    log.info("produced %d messages in %.1fs", sum(counts.values()), time.monotonic() - started)
-    return counts
 
 
 def default_start(days: int, now: datetime) -> datetime:

@@ -178,13 +178,40 @@ def stack_down(settings: Settings) -> dict:
     return {"kafka": f"stopped embedded broker pid {current['pid']}"}
 
 
-def stack_status(settings: Settings) -> dict:
+@dataclass
+class StackStatus:
+    lines: dict[str, str]
+    broker_up: bool  # `stack status` exits non-zero when not
+
+
+def _external_broker_answers(settings: Settings) -> bool:
+    """One metadata request with a short timeout (no retries: status reports, it does not wait)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from ingestion.kafka import client_config
+
+    quiet = logging.getLogger("ingestion.stack.probe")  # librdkafka's connection-refused noise
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    try:
+        metadata = AdminClient(client_config(settings, logger=quiet)).list_topics(
+            timeout=min(5, settings.kafka_timeout_seconds)
+        )
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)
+
+
+def stack_status(settings: Settings) -> StackStatus:
     status = {}
     if settings.kafka_bootstrap:
-        status["kafka"] = f"external {settings.kafka_bootstrap}"
+        up = _external_broker_answers(settings)
+        status["kafka"] = f"external {settings.kafka_bootstrap}: {'up' if up else 'DOWN (no answer)'}"
     else:
         state_file = _kafka_state_file(settings)
         if not state_file.exists():
+            up = False
             status["kafka"] = "embedded broker not running (make stack-up)"
         else:
             current = json.loads(state_file.read_text())
@@ -198,4 +225,4 @@ def stack_status(settings: Settings) -> dict:
         else f"{dialect.name} (external)"
     )
     status["landing"] = str(settings.landing_root)
-    return status
+    return StackStatus(status, up)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.errors import LandingError
-from ingestion.parquet_sink import fsync_directory
+from ingestion.parquet_sink import disk_full_is_clear, fsync_directory
 
 COMMIT_FILE = "_commit.json"
 _KAFKA_FILE = re.compile(r"^(?P<topic>.+)-(?P<partition>\d+)-(?P<first>\d{20})-(?P<last>\d{20})\.parquet$")
@@ -69,12 +69,13 @@ def landing_lock(landing_root: Path, name: str) -> Iterator[None]:
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     temp = path.with_name(f".tmp-{path.name}")
-    with open(temp, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fsync_directory(path.parent)
+    with disk_full_is_clear(path):
+        with open(temp, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        fsync_directory(path.parent)
 
 
 # --- Kafka ---------------------------------------------------------------------------------

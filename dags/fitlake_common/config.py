@@ -46,6 +46,8 @@ DBT_TARGET = os.environ.get("FITLAKE_DBT_TARGET", "dev")
 # The transform's dbt artefacts and its partial parse, kept between runs (outside the repository, so
 # the manifest Cosmos renders from is never rewritten under a parsing DAG processor).
 DBT_TARGET_DIR = Path(os.environ.get("FITLAKE_DBT_TARGET_DIR") or DATA_ROOT / "dbt" / "target").resolve()
+# The running build's per-node status, one file per DAG run, read by the watchers without the API server.
+DBT_STATUS_DIR = Path(os.environ.get("FITLAKE_DBT_STATUS_DIR") or DATA_ROOT / "dbt" / "status").resolve()
 # Resources the transform's build leaves out (dbt selectors), e.g. checks that only the monitor runs.
 DBT_BUILD_EXCLUDE = os.environ.get("FITLAKE_DBT_BUILD_EXCLUDE", "tag:health").split()
 # `dbt docs generate` writes here (not into target/, so the manifest Cosmos renders from is never rewritten

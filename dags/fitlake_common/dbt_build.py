@@ -32,13 +32,14 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fitlake_common import config
 from fitlake_common.dbt_runtime import resolve_as_of_date, with_upstream_models
-from fitlake_common.dbt_watchers import STATUS_XCOM_KEY
+from fitlake_common.dbt_watchers import STATUS_XCOM_KEY, status_file
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ class NodeStatusBoard:
 
     def __init__(self, publish, interval: float = 1.0):
         self._publish = publish
+        self.attempt = uuid.uuid4().hex  # which build a payload belongs to (a cleared task's old file stays)
         # (uid, failed uids) -> why dbt skipped uid; set once the manifest is known (`explain_skips_with`)
         self._explain = None
         self._interval = interval
@@ -340,7 +342,7 @@ class NodeStatusBoard:
             return self._payload()
 
     def _payload(self) -> dict:
-        payload = {"done": self._done, "nodes": dict(self._nodes)}
+        payload = {"attempt": self.attempt, "done": self._done, "nodes": dict(self._nodes)}
         if self._skip_all:
             payload["skip_all"] = self._skip_all
         return payload
@@ -631,6 +633,15 @@ def _failures(board: NodeStatusBoard) -> str:
     return f"{len(failed)} failed: {', '.join(sorted(failed))}" if failed else "dbt reported an error (see the log)"
 
 
+def remove_old_status_files(keep_days: float = 7.0) -> None:
+    """Status files of runs older than a week: their XComs keep what the UI shows."""
+    cutoff = time.time() - keep_days * 86400
+    for path in config.DBT_STATUS_DIR.glob("*.json") if config.DBT_STATUS_DIR.is_dir() else []:
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+
+
 def release_named_semaphores() -> None:
     """Run multiprocessing's exit finalizers, which a task process ending in os._exit skips.
 
@@ -654,14 +665,17 @@ def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:
             if RuntimeTaskInstance.get_dr_count(dag_id=dag_id, states=["queued", "running"])
         ]
 
+    status = status_file(dag_run.run_id)
+
+    def publish(payload: dict) -> None:
+        from ingestion.state import write_json_atomic
+
+        write_json_atomic(status, payload)  # first: the watchers read it without the API server
+        ti.xcom_push(key=STATUS_XCOM_KEY, value=payload)
+
+    remove_old_status_files()
     try:
-        summary = run_dbt_build(
-            params,
-            dag_run,
-            publish=lambda payload: ti.xcom_push(key=STATUS_XCOM_KEY, value=payload),
-            landings_in_flight=in_flight,
-            run_id=dag_run.run_id,
-        )
+        summary = run_dbt_build(params, dag_run, publish=publish, landings_in_flight=in_flight, run_id=dag_run.run_id)
     except NothingNew as nothing:
         log.info("%s", nothing)  # Airflow logs a skip without its reason
         raise AirflowSkipException(str(nothing)) from None

@@ -21,10 +21,13 @@ reader; what gates the models is dbt itself, inside the one build (see `dbt_buil
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -121,15 +124,26 @@ def _describe(uid: str, status: dict | None) -> str:
     return " ".join(parts)
 
 
-class _RunStatusPoll:
-    """One look at the producer's XCom (and now and then its task state), shared by the watchers of a run.
+def status_file(run_id: str) -> Path:
+    """Where the producer also writes its status payload: read without the API, where the data root is shared."""
+    from fitlake_common import config
 
-    Every call goes through the triggerer's one channel to the API server: while it waits, the triggerer
-    waits. So a run costs one XCom read a second, and a task-state read only until the producer has
-    started and then every STATE_EVERY seconds (to notice a producer that died without a word).
+    return config.DBT_STATUS_DIR / (re.sub(r"[^A-Za-z0-9_.-]", "_", run_id) + ".json")
+
+
+class _RunStatusPoll:
+    """The producer's status as one poll per run, shared by all the watchers of that run.
+
+    Every API call goes through the triggerer's one channel to the API server, and while it waits the
+    triggerer waits (a slow API server under load has held it for 30 s and more). So the API is asked
+    only to learn that the producer runs and which attempt it is (its first XCom); after that the
+    watchers read the status file the producer writes beside the warehouse, and ask the API again only
+    when that file stops changing (a producer that died without a word). Where the triggerer cannot see
+    the file, the XCom is read every second instead.
     """
 
-    STATE_EVERY = 5.0
+    STATE_EVERY = 5.0  # at most this often, the producer's task state
+    QUIET_FILE = 10.0  # a status file unchanged this long: check that the producer still runs
 
     def __init__(self, dag_id: str, run_id: str, producer_task_id: str):
         self.dag_id, self.run_id, self.producer_task_id = dag_id, run_id, producer_task_id
@@ -137,6 +151,7 @@ class _RunStatusPoll:
         self.fetched_at = 0.0
         self.state_at = 0.0
         self.started = False  # the producer has been seen running or finished
+        self.attempt: str | None = None  # the producer attempt the payload belongs to
         self.payload: dict | None = None
         self.producer_state: str | None = None
         self.users = 0
@@ -151,28 +166,53 @@ class _RunStatusPoll:
             return self.payload, self.producer_state
 
     def _fetch(self) -> None:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-        from airflow.sdk.execution_time.xcom import XCom
-
         finished = bool(self.payload and self.payload.get("done"))
-        if not self.started or (not finished and time.monotonic() - self.state_at >= self.STATE_EVERY):
-            states = RuntimeTaskInstance.get_task_states(
-                dag_id=self.dag_id, task_ids=[self.producer_task_id], run_ids=[self.run_id]
-            )
-            state = states.get(self.run_id, {}).get(self.producer_task_id)
-            self.producer_state = str(getattr(state, "value", state)) if state is not None else None
-            self.state_at = time.monotonic()
+        if not self.started:
+            self._fetch_state()
             # XComs of an earlier attempt are cleared when the producer starts running: a payload read after
             # seeing it running (or finished) belongs to the current attempt, one read before may not.
             self.started = self.producer_state in ("running", *PRODUCER_FINAL_STATES)
-        if self.started:
-            self.payload = XCom.get_one(
-                run_id=self.run_id,
-                key=STATUS_XCOM_KEY,
-                task_id=self.producer_task_id,
-                dag_id=self.dag_id,
-                map_index=-1,
-            )
+        if not self.started:
+            return
+        file_age = None
+        if self.attempt is not None:
+            file_age = self._read_status_file()
+        if file_age is None:  # no attempt known yet, or no file to read: the XCom
+            self.payload = self._fetch_xcom()
+            self.attempt = (self.payload or {}).get("attempt") or self.attempt
+        quiet = file_age is None or file_age >= self.QUIET_FILE
+        if not finished and quiet and time.monotonic() - self.state_at >= self.STATE_EVERY:
+            self._fetch_state()
+
+    def _read_status_file(self) -> float | None:
+        """Seconds since the producer last wrote its file, or None when there is no file of this attempt."""
+        path = status_file(self.run_id)
+        try:
+            payload = json.loads(path.read_text())
+            age = time.time() - path.stat().st_mtime
+        except (OSError, ValueError):
+            return None
+        if payload.get("attempt") != self.attempt:
+            return None
+        self.payload = payload
+        return max(age, 0.0)
+
+    def _fetch_state(self) -> None:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=self.dag_id, task_ids=[self.producer_task_id], run_ids=[self.run_id]
+        )
+        state = states.get(self.run_id, {}).get(self.producer_task_id)
+        self.producer_state = str(getattr(state, "value", state)) if state is not None else None
+        self.state_at = time.monotonic()
+
+    def _fetch_xcom(self) -> dict | None:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return XCom.get_one(
+            run_id=self.run_id, key=STATUS_XCOM_KEY, task_id=self.producer_task_id, dag_id=self.dag_id, map_index=-1
+        )
 
 
 _POLLS: dict[tuple[str, str], _RunStatusPoll] = {}

@@ -6,6 +6,7 @@ Real dbt (in-process, as the `dbt_build` task runs it) on a temporary warehouse 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -80,8 +81,49 @@ def test_the_status_board_publishes_changes_and_a_final_done():
     time.sleep(0.3)
     assert len(pushed) == count, "nothing changed: nothing is pushed again"
     board.finish()
-    assert pushed[0] == {"done": False, "nodes": {}}
-    assert pushed[-1] == {"done": True, "nodes": {USERS: {"status": "success", "seconds": 0.5}}}
+    assert pushed[0] == {"attempt": board.attempt, "done": False, "nodes": {}}
+    assert pushed[-1] == {
+        "attempt": board.attempt,
+        "done": True,
+        "nodes": {USERS: {"status": "success", "seconds": 0.5}},
+    }
+
+
+def test_watchers_read_the_status_file_of_the_current_attempt_only(tmp_path, monkeypatch):
+    """The API is asked until the producer runs and its first XCom names the attempt; then the file is read,
+    unless it belongs to another attempt (a cleared task's old file) or has gone quiet."""
+    import asyncio
+
+    from fitlake_common import dbt_watchers
+
+    monkeypatch.setattr(config, "DBT_STATUS_DIR", tmp_path)
+    calls = []
+    poll = dbt_watchers._RunStatusPoll("transform_dbt", "manual__1", "dbt_build")
+    state = {"value": "queued"}
+    xcom = {"value": None}
+    monkeypatch.setattr(
+        poll, "_fetch_state", lambda: (calls.append("state"), setattr(poll, "producer_state", state["value"]))
+    )
+    monkeypatch.setattr(poll, "_fetch_xcom", lambda: (calls.append("xcom"), xcom["value"])[1])
+    path = dbt_watchers.status_file("manual__1")
+    path.write_text(json.dumps({"attempt": "old", "done": True, "nodes": {USERS: {"status": "success"}}}))
+
+    def look():
+        poll.fetched_at = 0.0
+        return asyncio.run(poll.current(max_age=0))
+
+    assert look() == (None, "queued") and calls == ["state"], "before the producer runs, nothing is read"
+    state["value"] = "running"
+    assert look() == (None, "running"), "the producer runs but has not published yet: the old file is not read"
+    xcom["value"] = {"attempt": "new", "done": False, "nodes": {}}
+    assert look()[0] == xcom["value"] and poll.attempt == "new"
+    path.write_text(json.dumps({"attempt": "new", "done": False, "nodes": {USERS: {"status": "success"}}}))
+    calls.clear()
+    assert look()[0]["nodes"] == {USERS: {"status": "success"}} and calls == [], "the file, without the API"
+    os.utime(path, (time.time() - 60, time.time() - 60))  # the producer went quiet
+    poll.state_at = 0.0
+    look()
+    assert calls == ["state"], "a quiet file: the API is asked whether the producer still runs"
 
 
 def test_the_build_waits_for_landings_in_flight_but_not_forever():

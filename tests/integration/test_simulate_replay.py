@@ -87,10 +87,17 @@ def _sortable(row):
     return tuple((value is None, value) for value in row)
 
 
-def test_replay_sample_lands_the_recorded_rows(settings):
+def test_replay_sample_lands_the_recorded_rows(settings, caplog):
     written_from = _now()
-    summary = replay(settings, [SAMPLE])
+    with caplog.at_level(logging.INFO):
+        summary = replay(settings, [SAMPLE])
     written_until = _now()
+    # replay's summary under its own logger; the producer's line beside the other Kafka clients
+    loggers = {r.getMessage(): r.name for r in caplog.records}
+    assert loggers[f"replayed 3 file(s) in {summary.seconds:.1f}s"] == "ingestion.replay"
+    assert loggers["sql:registered_users: 3 rows read, 3 inserted, 0 updated, 0 already present"] == "ingestion.replay"
+    assert loggers[next(m for m in loggers if m.startswith("produced 11 messages"))] == "ingestion.kafka"
+    assert "ingestion.simulate" not in loggers.values()
     user_info, workout, bpm = settings.kafka_topics
     assert summary.rows == {"gym_logins": 4, "registered_users": 3}
     assert summary.inserted == {"registered_users": 3, "gym_logins": 3}

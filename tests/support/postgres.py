@@ -31,51 +31,79 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
-@contextmanager
-def throwaway_postgres():
-    """Yield an ODBC connection string for a fresh cluster; the cluster is stopped and deleted after."""
-    bin_dir = _bin_dir()
-    root = Path(tempfile.mkdtemp(prefix="fitlake-pg-"))
-    data = root / "data"
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
-    subprocess.run(
-        _as_postgres(
-            [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(root / "pg.log"),
-                "-w",
-                "-o",
-                f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
+class PostgresCluster:
+    """A PostgreSQL cluster in a temporary directory, on a free port, that a test may stop and start."""
+
+    def __init__(self):
+        self.bin_dir = _bin_dir()
+        self.root = Path(tempfile.mkdtemp(prefix="fitlake-pg-"))
+        self.data = self.root / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.port = _free_port()
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(self.bin_dir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    @property
+    def odbc(self) -> str:
+        return (
+            f"Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={self.port};Database=postgres;Uid=postgres;"
+            "BoolsAsChar=0;"
+        )
+
+    def pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args]), check=check, capture_output=True
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+        self.pg_ctl("-l", str(self.root / "pg.log"), "-w", "-o", options, "start")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
             time.sleep(0.1)
-        yield (
-            f"Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={port};Database=postgres;Uid=postgres;BoolsAsChar=0;"
-        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """``immediate`` is a crash: every backend is killed, no checkpoint; the next start recovers."""
+        self.pg_ctl("-m", mode, "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_cluster():
+    """A started :class:`PostgresCluster`; stopped and deleted after."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
     finally:
-        subprocess.run(
-            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
+
+
+@contextmanager
+def throwaway_postgres():
+    """Yield an ODBC connection string for a fresh cluster; the cluster is stopped and deleted after."""
+    with postgres_cluster() as cluster:
+        yield cluster.odbc

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingestion.errors import LandingError
-from ingestion.land_kafka import _as_text
+from ingestion.kafka_parquet import as_text
 from ingestion.parquet_sink import ParquetFile, publish, remove_stale_temp_files
 from ingestion.state import (
     COMMIT_FILE,
@@ -91,8 +91,8 @@ def test_one_lander_per_entity_at_a_time(tmp_path):
 
 
 def test_raw_bytes_become_text_without_loss():
-    assert _as_text([b'{"a": 1}', None, "é".encode()]).to_pylist() == ['{"a": 1}', None, "é"]
-    assert _as_text([b"ok", b"\xff\x00"]).to_pylist() == ["ok", "\\xff\x00"]
+    assert as_text([b'{"a": 1}', None, "é".encode()]).to_pylist() == ['{"a": 1}', None, "é"]
+    assert as_text([b"ok", b"\xff\x00"]).to_pylist() == ["ok", "\\xff\x00"]
 
 
 def test_summary_line_reports_rows_files_bytes_seconds():

@@ -317,6 +317,25 @@ class RealKafkaBroker:
             self._log_file.close()
             self._log_file = None
 
+    def kill(self) -> None:
+        """SIGKILL the broker (a crash): its data directory and ports stay for :meth:`restart`."""
+        proc, self._proc = self._proc, None
+        _live_brokers.discard(self)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=30)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def restart(self) -> RealKafkaBroker:
+        """Start the killed broker again on the same ports and data (it recovers its logs)."""
+        if self.is_running():
+            return self
+        self._launch(shutil.which("java"), ensure_kafka_jars())
+        return self
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -410,6 +429,9 @@ class RealKafkaBroker:
         if fmt.returncode != 0:
             raise KafkaSetupError(f"kafka-storage format failed (exit {fmt.returncode}):\n{fmt.stdout[-4000:]}")
 
+        self._launch(java, libs)
+
+    def _launch(self, java: str, libs: Path) -> None:
         self._log_file = open(self.log_path, "ab")
         self._proc = subprocess.Popen(
             self._java_cmd(java, libs, "kafka.Kafka", str(self.config_path)),
