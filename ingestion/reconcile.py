@@ -243,13 +243,14 @@ def _topic_lag(consumer, settings: Settings, topic: str, max_lag: int) -> Reconc
             "kafka_lag", topic, "error", None, float(max_lag), f"topic {topic} does not exist on the brokers"
         )
     landed = next_kafka_offsets(settings.landing_root, topic)
-    lows, probe_from = {}, {}
+    lows, highs, probe_from = {}, {}, {}
     for p in partitions:
         low, high = _watermarks(consumer, settings, topic, p)
-        lows[p] = low
-        probe_from[p] = max(landed.get(p, low), high - 1, 0)
+        lows[p], highs[p] = low, high
+        # as the lander probes: from what landed (or the oldest offset kept), at least the last batch
+        probe_from[p] = max(landed.get(p, low), low, high - 1, 0)
     # The high watermark of some brokers is the base offset of the last batch + 1: read to EOF.
-    ends = _confirm_end_offsets(consumer, topic, probe_from)
+    ends = _confirm_end_offsets(consumer, topic, probe_from, highs)
     per_partition, lag_total, expired_total = {}, 0, 0
     for p in partitions:
         next_offset = landed.get(p, 0)
