@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)
 
 PHONY: help setup setup-dev setup-spark demo test test-fast test-dbt test-dags bench bench-ingestion bench-dbt bench-airflow \
 	bench-spark lint airflow docs dbt-manifest \
-	land stack-up stack-down stack-status clean
+	land stack-up stack-down stack-status clean dashboard
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,9 @@ docs: setup dbt-manifest ## generate the dbt docs and serve them on http://local
 	@FITLAKE_WAREHOUSE=$(CURDIR)/data/warehouse/fitlake.duckdb FITLAKE_LANDING_ROOT=$(CURDIR)/data/landing \
 	  .venv/bin/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/data/dbt_docs \
 	  --port 8081 --no-browser
+
+dashboard: setup ## snapshot gold and health, build the dashboard and serve it on http://localhost:8082 (no Airflow)
+	@PYTHONPATH=$(CURDIR)/dags:$(CURDIR) $(PY) -m fitlake_common.dashboard
 
 dbt-manifest: setup ## parse dbt_project into target/manifest.json (Cosmos renders transform_dbt from it)
 	@$(PY) -m launchers.pipeline >/dev/null

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
-from fitlake_common import config
+from fitlake_common import alerts, config
 from fitlake_common.assets import SQL_ASSETS, SQL_TABLES
 from fitlake_common.landing import ALL, land
 
@@ -31,6 +31,7 @@ with DAG(
     doc_md=DOC,
     params={"table": Param(ALL, enum=[ALL, *SQL_TABLES], description="Which table to land")},
     default_args=config.LANDING_DEFAULT_ARGS,
+    on_failure_callback=alerts.on_dag_run_failure,
 ):
 
     @task

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
-from fitlake_common import config
+from fitlake_common import alerts, config
 from fitlake_common.assets import KAFKA_ASSETS, KAFKA_TOPICS
 from fitlake_common.landing import ALL, land
 
@@ -32,6 +32,7 @@ with DAG(
     doc_md=DOC,
     params={"topic": Param(ALL, enum=[ALL, *KAFKA_TOPICS], description="Which topic to land")},
     default_args=config.LANDING_DEFAULT_ARGS,
+    on_failure_callback=alerts.on_dag_run_failure,
 ):
 
     @task

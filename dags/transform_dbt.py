@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
-from fitlake_common import config, dbt_build
+from fitlake_common import alerts, config, dbt_build
 from fitlake_common.assets import ANY_LANDING_ASSET, WAREHOUSE_GOLD_ASSET
 from fitlake_common.dbt_watchers import PRODUCER_TASK_ID, DbtNodeWatcher, parsing_for_task
 
@@ -68,6 +68,7 @@ with DAG(
         "as_of_date": Param(None, type=["null", "string"], format="date", description="Default: the logical date"),
     },
     default_args={"owner": config.OWNER, "retries": 0},
+    on_failure_callback=alerts.on_dag_run_failure,
 ):
 
     @task(

@@ -55,7 +55,7 @@ DBT_TARGET_DIR = Path(os.environ.get("FITLAKE_DBT_TARGET_DIR") or DATA_ROOT / "d
 # The running build's per-node status, one file per DAG run, read by the watchers without the API server.
 DBT_STATUS_DIR = Path(os.environ.get("FITLAKE_DBT_STATUS_DIR") or DATA_ROOT / "dbt" / "status").resolve()
 # Resources the transform's build leaves out (dbt selectors), e.g. checks that only the monitor runs.
-DBT_BUILD_EXCLUDE = os.environ.get("FITLAKE_DBT_BUILD_EXCLUDE", "").split()
+DBT_BUILD_EXCLUDE = os.environ.get("FITLAKE_DBT_BUILD_EXCLUDE", "tag:health").split()
 # `dbt docs generate` writes here (not into target/, so the manifest Cosmos renders from is never rewritten
 # under a parsing DAG processor); the docs plugin serves this directory to logged-in users.
 DBT_DOCS_DIR = Path(os.environ.get("FITLAKE_DBT_DOCS_DIR") or DATA_ROOT / "dbt_docs").resolve()

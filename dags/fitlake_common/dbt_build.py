@@ -128,6 +128,15 @@ class DbtSession:
             raise ValueError(f"the selector {selector!r} matches no model; nothing would run")
         return names
 
+    def models_left_out(self) -> set[str]:
+        """Unique ids of the models config.DBT_BUILD_EXCLUDE leaves out: the transform never builds them."""
+        if not config.DBT_BUILD_EXCLUDE:
+            return set()
+        args = ["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", *config.DBT_BUILD_EXCLUDE]
+        result = self.invoke(args)
+        names = {str(name).strip() for name in (result.result or [])} if result.success else set()
+        return {uid for uid, n in self.manifest.nodes.items() if n.resource_type == "model" and n.name in names}
+
 
 # --- the plan ---------------------------------------------------------------------------------------
 
@@ -499,7 +508,8 @@ def docs_fingerprint(manifest) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def docs_are_current(docs_dir: Path, fingerprint: str, manifest) -> tuple[bool, str]:
+def docs_are_current(docs_dir: Path, fingerprint: str, manifest, left_out=set) -> tuple[bool, str]:
+    """`left_out()`: models the build never builds (not in the warehouse, so never in the catalog)."""
     state = docs_dir / "fitlake_docs_state.json"
     try:
         recorded = json.loads(state.read_text()).get("fingerprint")
@@ -510,6 +520,8 @@ def docs_are_current(docs_dir: Path, fingerprint: str, manifest) -> tuple[bool, 
         return False, "the project's models, columns or docs changed"
     models = {uid for uid, n in manifest.nodes.items() if n.resource_type == "model"}
     absent = models - set(catalog.get("nodes", {}))
+    if absent:
+        absent -= left_out()
     if absent:
         return False, f"{len(absent)} relation(s) missing from the catalog"
     return True, "models, columns and docs unchanged since they were generated"
@@ -598,7 +610,7 @@ def run_dbt_build(
             )
 
         fingerprint = docs_fingerprint(session.manifest)
-        current, why = docs_are_current(config.DBT_DOCS_DIR, fingerprint, session.manifest)
+        current, why = docs_are_current(config.DBT_DOCS_DIR, fingerprint, session.manifest, session.models_left_out)
         if current:
             summary.docs = f"current ({why})"
             board.set(DOCS_NODE, "skipped", f"docs current: {why}")

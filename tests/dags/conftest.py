@@ -67,7 +67,7 @@ def artifacts_dir() -> Path:
 class Installation:
     """An isolated FitLake installation: data root, Airflow home (SQLite), the embedded stack, Airflow."""
 
-    def __init__(self, root: Path, manifest: Path):
+    def __init__(self, root: Path, manifest: Path, extra: dict[str, str] | None = None):
         from launchers.airflow_env import airflow_env, free_port
 
         self.root = root
@@ -83,6 +83,7 @@ class Installation:
                 "FITLAKE_SQL_SCHEDULE": "none",
                 "FITLAKE_KAFKA_SCHEDULE": "none",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                **(extra or {}),
             },
         )
         self.settings = None
@@ -172,3 +173,10 @@ def installation(tmp_path_factory, dbt_manifest):
     inst = Installation(tmp_path_factory.mktemp("fitlake"), dbt_manifest).start()
     yield inst
     inst.stop()
+
+
+@pytest.fixture(scope="session")
+def new_installation(tmp_path_factory, dbt_manifest):
+    """Another installation (its own data, Airflow and settings), for tests whose data or configuration must
+    differ from `installation`'s: `new_installation("name", extra_env)`; the caller starts and stops it."""
+    return lambda name, extra=None: Installation(tmp_path_factory.mktemp(name), dbt_manifest, extra=extra)

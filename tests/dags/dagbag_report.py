@@ -57,8 +57,17 @@ report = {
     and cosmos_config.RENDER_CONFIG.test_behavior == TestBehavior.AFTER_EACH,
     "dags": {},
 }
+
+
+def _callables(value) -> list[str]:
+    return [
+        f"{c.__module__}.{c.__qualname__}" for c in (value if isinstance(value, list) else [value] if value else [])
+    ]
+
+
 for dag_id, dag in bag.dags.items():
     report["dags"][dag_id] = {
+        "on_failure_callback": _callables(dag.on_failure_callback),
         "fileloc": dag.fileloc,
         "tags": sorted(dag.tags),
         "owner": dag.owner,

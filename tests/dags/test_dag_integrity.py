@@ -13,7 +13,7 @@ from fitlake_common.assets import KAFKA_TOPICS, SQL_TABLES
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-EXPECTED_DAGS = {"land_azure_sql", "land_kafka", "transform_dbt"}
+EXPECTED_DAGS = {"land_azure_sql", "land_kafka", "transform_dbt", "monitor"}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,7 @@ def test_dag_metadata(report, dag_id):
     assert len(dag["doc_md"]) > 200 and dag["doc_md"].lstrip().startswith("###")
     assert dag["max_active_runs"] == 1
     assert dag["catchup"] is False
+    assert dag["on_failure_callback"] == ["fitlake_common.alerts.on_dag_run_failure"], "a failed run alerts"
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,7 @@ def test_transform_dag(report, dbt_manifest):
     assert set(dag["params"]) == {"full_refresh", "select", "as_of_date"}
     tasks = dag["tasks"]
     nodes = json.loads(dbt_manifest.read_text())["nodes"]
-    models = {n["name"] for n in nodes.values() if n["resource_type"] == "model"}
+    models = {n["name"] for n in nodes.values() if n["resource_type"] == "model" and "health" not in n["tags"]}
     assert models, "the manifest has no models"
 
     producer = tasks["dbt_build"]
@@ -122,7 +123,12 @@ def test_transform_dag(report, dbt_manifest):
         assert f"dbt.{model}.run" in tasks
         assert f"dbt.{model}.run" in tasks.get(f"dbt.{model}.test", {"upstream": [f"dbt.{model}.run"]})["upstream"]
     watched = {uid for spec in watchers.values() for uid in spec["watched"]}
-    assert {uid for uid, n in nodes.items() if n["resource_type"] in ("model", "test")} <= watched
+    # the health checks (tag health) are left out of the build (FITLAKE_DBT_BUILD_EXCLUDE): only the monitor runs them
+    health = {uid for uid, n in nodes.items() if "health" in n["tags"]}
+    health |= {uid for uid, n in nodes.items() if set(n.get("depends_on", {}).get("nodes", [])) & health}
+    built = {uid for uid, n in nodes.items() if n["resource_type"] in ("model", "test")} - health
+    assert health and built <= watched
+    assert not health & watched, "the health checks are rendered in the transform"
     assert not any(t.startswith("dbt.") and "on-run" in t for t in tasks), "project hooks run inside the build"
     detached = [t for t in tasks if t.count(".") == 1 and t.endswith("_test")]
     assert detached, "the project has multi-parent tests"
@@ -142,3 +148,21 @@ def test_transform_dag_params_submit_with_their_defaults(report):
     assert params["full_refresh"]["value"] is False
     for name in ("select", "as_of_date"):
         assert params[name]["value"] is None and "null" in params[name]["schema"]["type"], params[name]
+
+
+def test_monitor_dag(report):
+    """Hourly and after every successful transform; only the dbt checks and the snapshot take the warehouse pool."""
+    dag = report["dags"]["monitor"]
+    assert "fitlake://warehouse/gold" in dag["schedule"]
+    tasks = dag["tasks"]
+    assert set(tasks) == {"warehouse_checks", "source_checks", "record", "alert", "refresh_snapshot", "dashboard"}
+    assert {t for t, spec in tasks.items() if spec["pool"] == "duckdb_warehouse"} == {
+        "warehouse_checks",
+        "refresh_snapshot",
+    }
+    assert tasks["record"]["upstream"] == ["source_checks", "warehouse_checks"]
+    assert tasks["alert"]["upstream"] == ["record"]
+    assert tasks["refresh_snapshot"]["upstream"] == ["warehouse_checks"]
+    assert tasks["dashboard"]["upstream"] == ["record", "refresh_snapshot"]
+    assert tasks["dashboard"]["trigger_rule"] == "none_failed"  # after a skipped snapshot too
+    assert dag["params"]["refresh_snapshot"]["value"] is False

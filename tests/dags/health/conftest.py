@@ -1,0 +1,29 @@
+"""The installation of the health tests: alert connections to a local SMTP server and webhook, the monitor
+DAG on, and data of its own (support.py). Not the shared `installation`: test_end_to_end leaves that one
+with a failing quality gate on purpose, so no later transform there succeeds (and none would run the
+monitor). Package scope: it stops after the last test of this package."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from health.support import AlertInboxes, prepare
+
+
+@pytest.fixture(scope="package")
+def health_installation(new_installation, artifacts_dir):
+    inboxes = AlertInboxes()
+    inst = new_installation("fitlake-health", inboxes.env())
+    try:
+        yield prepare(inst.start(), inboxes)
+    finally:
+        inst.stop()
+        inboxes.stop()
+        # stop() keeps the Airflow logs in tests/artifacts/airflow-logs, which the shared installation
+        # reuses later in the session: these move aside
+        kept, aside = artifacts_dir / "airflow-logs", artifacts_dir / "airflow-logs-health"
+        shutil.rmtree(aside, ignore_errors=True)
+        if kept.is_dir():
+            kept.rename(aside)
