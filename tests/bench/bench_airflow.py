@@ -321,7 +321,7 @@ def main() -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="fitlake_bench_airflow_"))
     print(f"work directory {work}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
     try:
-        demo = demo_cycles(work, args.cycles, alternative)
+        demo = demo_cycles(work, args.cycles, alternative) if args.cycles else []
         large = [] if args.skip_large else large_cycles(work, args.heart_rate_rows)
     finally:
         if not args.keep:
