@@ -298,10 +298,10 @@ def test_a_failing_multi_parent_test_stops_every_child_of_the_model_it_tests(ins
 LEAK_PROBE = """
 import os, sys
 sys.path[:0] = [{dags!r}, {repo!r}]
-from fitlake_common import dbt_build
-dbt_build.DbtSession()  # dbt's manifest holds a lock: a named semaphore
+from fitlake_common import dbt_session
+dbt_session.DbtSession()  # dbt's manifest holds a lock: a named semaphore
 if sys.argv[1] == "release":
-    dbt_build.release_named_semaphores()
+    dbt_session.release_named_semaphores()
 os._exit(0)  # as Airflow's task runner ends a task process: no atexit handlers
 """
 
@@ -326,7 +326,7 @@ def test_dbt_is_made_ready_while_landings_are_in_flight(installation, caplog):
 
     land_run1(installation.writer)
     answers = iter([["land_kafka"], ["land_kafka"], ["land_kafka"]])
-    with caplog.at_level(logging.INFO, logger="fitlake_common.dbt_build"):
+    with caplog.at_level(logging.INFO, logger="fitlake_common.dbt_session"):
         summary = dbt_build.run_dbt_build(
             {"as_of_date": "2024-06-15"}, RUN, lambda payload: None, landings_in_flight=lambda: next(answers, [])
         )
