@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from fitlake_common import config, dbt_build
+from fitlake_common import config, dbt_build, dbt_status
 from fitlake_common.dbt_watchers import verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def test_a_build_that_did_not_run_skips_every_watcher_with_its_reason():
 
 def test_the_status_board_publishes_changes_and_a_final_done():
     pushed = []
-    board = dbt_build.NodeStatusBoard(pushed.append, interval=0.05).start()
+    board = dbt_status.NodeStatusBoard(pushed.append, interval=0.05).start()
     board.set(USERS, "success", seconds=0.5)
     time.sleep(0.3)
     count = len(pushed)
