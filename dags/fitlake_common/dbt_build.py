@@ -1,16 +1,12 @@
 """The one dbt build of a transform_dbt run: plan it, wait for landings in flight, build, report, docs.
 
-A run of transform_dbt starts dbt exactly once, in the task's own process (`dbt_session`).
-While dbt runs, the status of every node it finishes is published for the watcher tasks (`dbt_status`).
-
-In order, the task:
+This module is the order of one `dbt_build` task; each step's own logic lives beside it:
 1. plans the run from its Params (as-of date, full refresh, a selector and the models upstream of it);
 2. waits (bounded) while a landing DAG run is in flight, and skips the build when nothing is new
    since the last successful build (`nothing_new`);
-3. runs `dbt build`, with every error-level test gating all children of the model it tests
-   (`dbt_session.gated_by_tested_model`);
-4. regenerates the dbt docs only when the project's models, docs or columns changed, or a relation
-   is missing from the catalog;
+3. runs `dbt build` in this process (`dbt_session`), with every error-level test gating all children
+   of the model it tests, while each node's status is published for the watchers (`dbt_status`);
+4. regenerates the dbt docs when what they show changed (`dbt_docs`);
 5. records what the build covered, for step 2 of the next run (`nothing_new.BuildRecord`).
 
 The DuckDB file is only ever opened by this task.
@@ -19,14 +15,13 @@ The DuckDB file is only ever opened by this task.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from fitlake_common import config
+from fitlake_common.dbt_docs import DOCS_NODE, docs_are_current, docs_fingerprint, generate_docs
 from fitlake_common.dbt_runtime import resolve_as_of_date, with_upstream_models
 from fitlake_common.dbt_session import DbtSession, gated_by_tested_model, release_named_semaphores
 from fitlake_common.dbt_status import (
@@ -49,8 +44,6 @@ from fitlake_common.nothing_new import (
 )
 
 log = logging.getLogger(__name__)
-
-DOCS_NODE = "docs"  # the key of the docs step in the status payload (the docs_generate watcher)
 
 
 @dataclass
@@ -116,54 +109,6 @@ def build_args(plan: RunPlan) -> list[str]:
         args += ["--select", *plan.models, "--indirect-selection", "cautious"]
     args += ["--exclude", *config.DBT_BUILD_EXCLUDE] if config.DBT_BUILD_EXCLUDE else []
     return args
-
-
-# --- docs -------------------------------------------------------------------------------------------
-
-
-def docs_fingerprint(manifest) -> str:
-    """What the docs site shows of the project: descriptions, columns, docs blocks, lineage, code."""
-    parts = [config.DBT_TARGET]  # the catalog (column types, statistics) is the engine's
-    for uid, node in sorted({**manifest.nodes, **manifest.sources}.items()):
-        columns = {name: (c.description, c.data_type) for name, c in sorted(node.columns.items())}
-        depends = sorted(getattr(getattr(node, "depends_on", None), "nodes", None) or [])
-        checksum = getattr(getattr(node, "checksum", None), "checksum", None)
-        parts.append(json.dumps([uid, node.description, columns, depends, checksum], default=str))
-    parts += [f"{uid}:{doc.block_contents}" for uid, doc in sorted(manifest.docs.items())]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def docs_are_current(docs_dir: Path, fingerprint: str, manifest, left_out=set) -> tuple[bool, str]:
-    """`left_out()`: models the build never builds (not in the warehouse, so never in the catalog)."""
-    state = docs_dir / "fitlake_docs_state.json"
-    try:
-        recorded = json.loads(state.read_text()).get("fingerprint")
-        catalog = json.loads((docs_dir / "catalog.json").read_text())
-    except (OSError, ValueError):
-        return False, "no docs generated yet"
-    if recorded != fingerprint:
-        return False, "the project's models, columns or docs changed"
-    models = {uid for uid, n in manifest.nodes.items() if n.resource_type == "model"}
-    absent = models - set(catalog.get("nodes", {}))
-    if absent:
-        absent -= left_out()
-    if absent:
-        return False, f"{len(absent)} relation(s) missing from the catalog"
-    return True, "models, columns and docs unchanged since they were generated"
-
-
-def generate_docs(session: DbtSession, fingerprint: str) -> str:
-    docs_dir = config.DBT_DOCS_DIR
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    result = session.invoke(["docs", "generate"], target_dir=docs_dir)
-    if not result.success:
-        raise RuntimeError(f"dbt docs generate failed: {result.exception or 'see the log above'}")
-    from ingestion.state import write_json_atomic
-
-    write_json_atomic(docs_dir / "fitlake_docs_state.json", {"fingerprint": fingerprint})
-    catalog = json.loads((docs_dir / "catalog.json").read_text())
-    return f"regenerated: {len(catalog.get('nodes', {}))} relations in {time.monotonic() - started:.1f}s"
 
 
 # --- the task body ----------------------------------------------------------------------------------
