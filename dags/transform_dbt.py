@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, task
-from fitlake_common import alerts, config, dbt_build
+from fitlake_common import alerts, config, dbt_build, dbt_docs
 from fitlake_common.assets import ANY_LANDING_ASSET, WAREHOUSE_GOLD_ASSET
 from fitlake_common.dbt_watchers import PRODUCER_TASK_ID, DbtNodeWatcher, parsing_for_task
 
@@ -97,5 +97,5 @@ with DAG(
         )
         cosmos_config.link_detached_tests(dbt)
         cosmos_config.leaf_tasks(dbt) >> DbtNodeWatcher(
-            task_id="docs_generate", watched=[dbt_build.DOCS_NODE], label="dbt docs"
+            task_id="docs_generate", watched=[dbt_docs.DOCS_NODE], label="dbt docs"
         )

@@ -92,7 +92,7 @@ RENDER_CONFIG = RenderConfig(
 
 
 def link_detached_tests(group) -> list[str]:
-    """Draw each multi-parent test before the children of the model it tests, as dbt_build gates them.
+    """Draw each multi-parent test before the children of the model it tests, as the build gates them (`dbt_session`).
 
     Returns the ids of the detached test tasks. A child that is itself upstream of the test (the test
     reads it) is left alone, which keeps the graph acyclic. The edges are for the reader: the watchers

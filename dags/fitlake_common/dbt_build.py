@@ -1,57 +1,49 @@
 """The one dbt build of a transform_dbt run: plan it, wait for landings in flight, build, report, docs.
 
-A run of transform_dbt starts dbt exactly once, in the `dbt_build` task's own process (dbtRunner):
-one start-up, one parse (dbt's partial parse, kept between runs in FITLAKE_DBT_TARGET_DIR), one build.
-While dbt runs, every node it finishes goes into one XCom (`dbt_watchers.STATUS_XCOM_KEY`) that the
-watcher tasks read, so each model and its tests keep their own state in the Airflow graph.
-
-In order, the task:
+This module is the order of one `dbt_build` task; each step's own logic lives beside it:
 1. plans the run from its Params (as-of date, full refresh, a selector and the models upstream of it);
-2. waits (bounded) while a landing DAG run is in flight, so that one cycle of landings gives one build;
-3. skips the build when nothing landed, and neither the project nor the as-of date changed, since the
-   last successful build (the second transform of a cycle ends here, in seconds, and says so);
-4. runs `dbt build`, with every error-level test gating all children of the model it tests (below);
-5. regenerates the dbt docs only when the project's models, docs or columns changed, or a relation
-   is missing from the catalog;
-6. records what the build covered, for step 3 of the next run.
+2. waits (bounded) while a landing DAG run is in flight, and skips the build when nothing is new
+   since the last successful build (`nothing_new`);
+3. runs `dbt build` in this process (`dbt_session`), with every error-level test gating all children
+   of the model it tests, while each node's status is published for the watchers (`dbt_status`);
+4. regenerates the dbt docs when what they show changed (`dbt_docs`);
+5. records what the build covered, for step 2 of the next run (`nothing_new.BuildRecord`).
 
-Gating: dbt build skips the children of a failed test only when they depend on *every* parent of that
-test. For a multi-parent test (a relationships test from A to B), a child of A that does not depend on
-B was rebuilt from A's failing rows (measured, FACTS.md). `gated_by_tested_model` adds the missing
-edges for the length of the build: a failing error-level test stops everything downstream of the
-model it is defined on, as the contract asks. The DuckDB file is only ever opened by this task.
+The DuckDB file is only ever opened by this task.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import hashlib
 import json
 import logging
-import os
-import shutil
-import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from fitlake_common import config
+from fitlake_common.dbt_docs import DOCS_NODE, docs_are_current, docs_fingerprint, generate_docs
 from fitlake_common.dbt_runtime import resolve_as_of_date, with_upstream_models
+from fitlake_common.dbt_session import DbtSession, gated_by_tested_model, release_named_semaphores
+from fitlake_common.dbt_status import (
+    NodeStatusBoard,
+    _failures,
+    explain_skips,
+    mark_unselected,
+    remove_old_status_files,
+    skip_reason,
+)
 from fitlake_common.dbt_watchers import STATUS_XCOM_KEY, status_file
+from fitlake_common.nothing_new import (
+    BuildRecord,
+    NothingNew,
+    _warehouse_inode,
+    landing_fingerprint,
+    project_fingerprint,
+    unchanged_since,
+    wait_for_landings,
+)
 
 log = logging.getLogger(__name__)
-
-PARTIAL_PARSE = "partial_parse.msgpack"
-DOCS_NODE = "docs"  # the key of the docs step in the status payload (the docs_generate watcher)
-RESULT_STATUS = {"success", "error", "skipped", "pass", "fail", "warn", "runtime error", "no-op"}
-FAILED = {"error", "fail", "runtime error"}
-
-
-class NothingNew(Exception):
-    """Raised (as a skip) when the landing zone, the project and the as-of date are as last built."""
 
 
 @dataclass
@@ -74,68 +66,6 @@ class BuildSummary:
     counts: dict = field(default_factory=dict)
     docs: str = "current"
     plan: dict = field(default_factory=dict)
-
-
-# --- in-process dbt ---------------------------------------------------------------------------------
-
-
-class DbtSession:
-    """dbt in this process: parsed once (partial parse from the target dir), then invoked with that manifest."""
-
-    def __init__(self, target_dir: Path | None = None):
-        from dbt.cli.main import dbtRunner
-
-        self._runner_class = dbtRunner
-        self.target_dir = Path(target_dir or config.DBT_TARGET_DIR)
-        self.target_dir.mkdir(parents=True, exist_ok=True)
-        seed = config.DBT_MANIFEST.parent / PARTIAL_PARSE
-        if not (self.target_dir / PARTIAL_PARSE).exists() and seed.exists():
-            # `make dbt-manifest` parsed with the DAGs' environment: the first build starts from that parse
-            shutil.copy(seed, self.target_dir / PARTIAL_PARSE)
-        os.environ.update(config.DBT_ENV)
-        started = time.monotonic()
-        result = dbtRunner().invoke(["parse", *self.common_args()])
-        if not result.success:
-            raise RuntimeError(f"dbt could not parse {config.DBT_PROJECT_DIR}: {result.exception or 'see the log'}")
-        self.manifest = result.result
-        log.info("dbt project parsed in %.1fs (%d nodes)", time.monotonic() - started, len(self.manifest.nodes))
-
-    def common_args(self) -> list[str]:
-        return [
-            "--project-dir",
-            str(config.DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(config.DBT_PROFILES_DIR),
-            "--target-path",
-            str(self.target_dir),
-            "--log-path",
-            str(self.target_dir.parent / "logs"),
-        ]
-
-    def invoke(self, args: list[str], callbacks=None, target_dir: Path | None = None):
-        command = [*args, *self.common_args()]
-        if target_dir is not None:
-            command[command.index("--target-path") + 1] = str(target_dir)
-        log.info("dbt %s", " ".join(args))
-        return self._runner_class(manifest=self.manifest, callbacks=callbacks or []).invoke(command)
-
-    def models_matching(self, selector: str) -> list[str]:
-        result = self.invoke(["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", selector])
-        if not result.success:
-            raise ValueError(f"dbt could not resolve the selector {selector!r}: {result.exception or 'see the log'}")
-        names = sorted({str(name).strip() for name in result.result or [] if str(name).strip()})
-        if not names:
-            raise ValueError(f"the selector {selector!r} matches no model; nothing would run")
-        return names
-
-    def models_left_out(self) -> set[str]:
-        """Unique ids of the models config.DBT_BUILD_EXCLUDE leaves out: the transform never builds them."""
-        if not config.DBT_BUILD_EXCLUDE:
-            return set()
-        args = ["ls", "--quiet", "--resource-type", "model", "--output", "name", "--select", *config.DBT_BUILD_EXCLUDE]
-        result = self.invoke(args)
-        names = {str(name).strip() for name in (result.result or [])} if result.success else set()
-        return {uid for uid, n in self.manifest.nodes.items() if n.resource_type == "model" and n.name in names}
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -179,366 +109,6 @@ def build_args(plan: RunPlan) -> list[str]:
         args += ["--select", *plan.models, "--indirect-selection", "cautious"]
     args += ["--exclude", *config.DBT_BUILD_EXCLUDE] if config.DBT_BUILD_EXCLUDE else []
     return args
-
-
-# --- one cycle, one build ---------------------------------------------------------------------------
-
-
-def wait_for_landings(count_in_flight, timeout: float, poll: float = 1.0) -> float:
-    """Wait while landing DAG runs are queued or running; returns the seconds waited (bounded by timeout).
-
-    A cycle lands both sources at once. The first landing to finish schedules this run; waiting for
-    the others lets this one build take their batches too, so the next run finds nothing new.
-    """
-    started = time.monotonic()
-    announced = None
-    while True:
-        in_flight = count_in_flight()
-        if not in_flight:
-            return time.monotonic() - started
-        waited = time.monotonic() - started
-        if waited >= timeout:
-            log.warning(
-                "landing still in flight after %.0fs (%s): building what has landed; the rest schedules another run",
-                waited,
-                ", ".join(in_flight),
-            )
-            return waited
-        if in_flight != announced:
-            log.info(
-                "waiting for landing DAG runs in flight (%s), so this build takes their batches", ", ".join(in_flight)
-            )
-            announced = in_flight
-        time.sleep(poll)
-
-
-def landing_fingerprint(landing_root: Path) -> str:
-    """A digest of every committed landing file (SQL batches and Kafka offset ranges); staging is ignored."""
-    from ingestion.state import landed_kafka_files, landed_sql_batches
-
-    entries: list[str] = []
-    for table in _landing_entities(landing_root / "sql"):
-        entries += [f"sql/{table}/{batch.path.name}" for batch in landed_sql_batches(landing_root, table)]
-    for topic in _landing_entities(landing_root / "kafka"):
-        entries += [
-            f"kafka/{topic}/{f.path.parent.name}/{f.path.name}" for f in landed_kafka_files(landing_root, topic)
-        ]
-    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
-
-
-def _landing_entities(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-
-
-def project_fingerprint(project_dir: Path) -> str:
-    """A digest of the dbt project's files and of the settings dbt runs with (no dbt needed)."""
-    digest = hashlib.sha256(json.dumps(config.DBT_ENV, sort_keys=True).encode())
-    files = [project_dir / "dbt_project.yml", config.DBT_PROFILES_DIR / "profiles.yml"]
-    for folder in ("models", "macros", "tests", "seeds", "snapshots", "analyses"):
-        files += sorted(p for p in (project_dir / folder).rglob("*") if p.is_file())
-    for path in files:
-        if path.is_file():
-            digest.update(str(path.relative_to(project_dir.parent)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-@dataclass
-class BuildRecord:
-    """What the last successful full build covered (kept beside the warehouse, tied to that file)."""
-
-    landing: str
-    project: str
-    as_of_date: str
-    warehouse_inode: int
-    run_id: str
-    finished_at: str
-
-    @staticmethod
-    def path() -> Path:
-        if config.DBT_ENGINE == "duckdb":
-            return config.WAREHOUSE.with_name(config.WAREHOUSE.name + ".last_build.json")
-        # Spark's warehouse may be on another machine: the record is kept with the transform's dbt artefacts
-        return config.DBT_TARGET_DIR.parent / f"last_build.{config.DBT_TARGET}.json"
-
-    @classmethod
-    def load(cls) -> BuildRecord | None:
-        try:
-            return cls(**json.loads(cls.path().read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self) -> None:
-        from ingestion.state import write_json_atomic
-
-        write_json_atomic(self.path(), asdict(self))
-
-
-def _warehouse_inode() -> int:
-    """The DuckDB file's inode: a replaced or deleted warehouse invalidates the record. A Spark warehouse is
-    not a local file (-1): after dropping its tables by hand, trigger a run with `full_refresh`."""
-    if config.DBT_ENGINE != "duckdb":
-        return -1
-    try:
-        return config.WAREHOUSE.stat().st_ino
-    except OSError:
-        return -1
-
-
-def unchanged_since(record: BuildRecord | None, plan: RunPlan, landing: str, project: str) -> bool:
-    return bool(
-        record
-        and not plan.full_refresh
-        and not plan.selective
-        and record.landing == landing
-        and record.project == project
-        and record.as_of_date == plan.as_of_date
-        and record.warehouse_inode == _warehouse_inode()
-    )
-
-
-# --- node status, for the watchers ------------------------------------------------------------------
-
-
-class NodeStatusBoard:
-    """Collects dbt's per-node results and publishes them as one XCom, at most every `interval` seconds."""
-
-    def __init__(self, publish, interval: float = 1.0):
-        self._publish = publish
-        self.attempt = uuid.uuid4().hex  # which build a payload belongs to (a cleared task's old file stays)
-        # (uid, failed uids) -> why dbt skipped uid; set once the manifest is known (`explain_skips_with`)
-        self._explain = None
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._nodes: dict[str, dict] = {}
-        self._done = False
-        self._skip_all: str | None = None
-        self._version = 0
-        self._published = -1
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def explain_skips_with(self, explain) -> None:
-        self._explain = explain
-
-    def set(self, uid: str, status: str, message: str | None = None, seconds: float | None = None) -> None:
-        with self._lock:
-            if status == "skipped" and self._explain is not None and not message:
-                # dbt skips a node once a failure upstream is known: say which, as the watcher ends now
-                failed = {u for u, e in self._nodes.items() if e["status"] in FAILED}
-                message = self._explain(uid, failed)
-            entry = {"status": status}
-            if message:
-                entry["message"] = message[:500]
-            if seconds is not None:
-                entry["seconds"] = round(float(seconds), 3)
-            self._nodes[uid] = entry
-            self._version += 1
-
-    def skip_all(self, reason: str) -> None:
-        """Every node the build would report ends skipped (the watchers' verdict for unreported nodes)."""
-        with self._lock:
-            self._skip_all = reason
-            self._version += 1
-
-    def get(self, uid: str) -> dict | None:
-        with self._lock:
-            return self._nodes.get(uid)
-
-    def snapshot(self) -> dict:
-        with self._lock:
-            return self._payload()
-
-    def _payload(self) -> dict:
-        payload = {"attempt": self.attempt, "done": self._done, "nodes": dict(self._nodes)}
-        if self._skip_all:
-            payload["skip_all"] = self._skip_all
-        return payload
-
-    def on_dbt_event(self, event) -> None:
-        """dbtRunner callback: a node finished (model, test, hook)."""
-        if event.info.name != "NodeFinished":
-            return
-        info = event.data.node_info
-        result = event.data.run_result
-        status = (result.status or info.node_status or "").lower()
-        if status in RESULT_STATUS:
-            self.set(info.unique_id, status, result.message or None, result.execution_time)
-
-    def publish(self, force: bool = False) -> None:
-        with self._lock:
-            if not force and self._version == self._published:
-                return
-            payload, version = self._payload(), self._version
-        self._publish(payload)
-        with self._lock:
-            self._published = max(self._published, version)
-
-    def finish(self) -> None:
-        with self._lock:
-            self._done = True
-            self._version += 1
-        self.stop()
-        self.publish(force=True)
-
-    def start(self) -> NodeStatusBoard:
-        self.publish(force=True)
-
-        def loop():
-            while not self._stop.wait(self._interval):
-                try:
-                    self.publish()
-                except Exception:  # a failed push must not stop the build; the final push retries
-                    log.exception("could not publish the dbt node status; the next push retries")
-
-        self._thread = threading.Thread(target=loop, name="dbt-status-publisher", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
-def mark_unselected(board: NodeStatusBoard, manifest, plan: RunPlan) -> None:
-    """Models a selector leaves out, and the tests that need them, are skipped before dbt starts."""
-    if not plan.selective:
-        return
-    selected = set(plan.models or [])
-    for uid, node in manifest.nodes.items():
-        if node.resource_type == "model" and node.name not in selected:
-            board.set(uid, "skipped", f"not selected (select={plan.select})")
-        elif node.resource_type == "test":
-            parents = {manifest.nodes[p].name for p in node.depends_on.nodes if p in manifest.nodes}
-            if not parents <= selected:
-                board.set(uid, "skipped", f"a model it tests is not selected (select={plan.select})")
-
-
-def skip_reason(manifest, uid: str, failed: set[str]) -> str | None:
-    """`not rebuilt: upstream failed: <tests or models>` when a failed node is upstream of `uid`."""
-    ancestors = _model_ancestors(manifest, uid)
-    causes = sorted(f for f in failed if (_tested_model(manifest, f) or f) in ancestors | {uid})
-    if not causes:
-        return None
-    return "not rebuilt: upstream failed: " + ", ".join(c.split(".")[2] for c in causes)
-
-
-def explain_skips(board: NodeStatusBoard, manifest) -> None:
-    """Say, for each node dbt skipped without a reason yet, which failed node upstream of it caused that."""
-    nodes = board.snapshot()["nodes"]
-    failed = {uid for uid, s in nodes.items() if s["status"] in FAILED}
-    for uid, status in nodes.items():
-        if failed and status["status"] == "skipped" and not status.get("message"):
-            reason = skip_reason(manifest, uid, failed)
-            if reason:
-                board.set(uid, "skipped", reason)
-
-
-def _tested_model(manifest, uid: str) -> str | None:
-    node = manifest.nodes.get(uid)
-    if node is None or node.resource_type != "test":
-        return None
-    attached = getattr(node, "attached_node", None)
-    return attached or (node.depends_on.nodes[0] if len(node.depends_on.nodes) == 1 else None)
-
-
-def _model_ancestors(manifest, uid: str) -> set[str]:
-    start = _tested_model(manifest, uid) or uid
-    seen, todo = set(), [start]
-    while todo:
-        node = manifest.nodes.get(todo.pop())
-        for parent in node.depends_on.nodes if node is not None else []:
-            if parent.startswith("model.") and parent not in seen:
-                seen.add(parent)
-                todo.append(parent)
-    return seen
-
-
-# --- gating -----------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def gated_by_tested_model() -> Iterator[None]:
-    """During a build, an error-level test gates every child of the model it is defined on."""
-    import networkx as nx
-    from dbt.compilation import Linker
-
-    original = Linker.add_test_edges
-
-    def add_test_edges(linker, manifest):
-        original(linker, manifest)
-        graph = linker.graph
-        for test_id in list(graph.nodes):
-            test = manifest.nodes.get(test_id)
-            if test is None or test.resource_type != "test" or len(test.depends_on.nodes) < 2:
-                continue
-            if str(test.config.severity).lower() != "error":
-                continue
-            tested = getattr(test, "attached_node", None)
-            if not tested or tested not in graph:
-                continue
-            for child in list(graph.successors(tested)):
-                node = manifest.nodes.get(child)
-                if node is None or node.resource_type == "test" or graph.has_edge(test_id, child):
-                    continue
-                if nx.has_path(graph, child, test_id):  # the test reads the child: it cannot wait for the test
-                    continue
-                graph.add_edge(test_id, child, edge_type="parent_test")
-
-    Linker.add_test_edges = add_test_edges
-    try:
-        yield
-    finally:
-        Linker.add_test_edges = original
-
-
-# --- docs -------------------------------------------------------------------------------------------
-
-
-def docs_fingerprint(manifest) -> str:
-    """What the docs site shows of the project: descriptions, columns, docs blocks, lineage, code."""
-    parts = [config.DBT_TARGET]  # the catalog (column types, statistics) is the engine's
-    for uid, node in sorted({**manifest.nodes, **manifest.sources}.items()):
-        columns = {name: (c.description, c.data_type) for name, c in sorted(node.columns.items())}
-        depends = sorted(getattr(getattr(node, "depends_on", None), "nodes", None) or [])
-        checksum = getattr(getattr(node, "checksum", None), "checksum", None)
-        parts.append(json.dumps([uid, node.description, columns, depends, checksum], default=str))
-    parts += [f"{uid}:{doc.block_contents}" for uid, doc in sorted(manifest.docs.items())]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def docs_are_current(docs_dir: Path, fingerprint: str, manifest, left_out=set) -> tuple[bool, str]:
-    """`left_out()`: models the build never builds (not in the warehouse, so never in the catalog)."""
-    state = docs_dir / "fitlake_docs_state.json"
-    try:
-        recorded = json.loads(state.read_text()).get("fingerprint")
-        catalog = json.loads((docs_dir / "catalog.json").read_text())
-    except (OSError, ValueError):
-        return False, "no docs generated yet"
-    if recorded != fingerprint:
-        return False, "the project's models, columns or docs changed"
-    models = {uid for uid, n in manifest.nodes.items() if n.resource_type == "model"}
-    absent = models - set(catalog.get("nodes", {}))
-    if absent:
-        absent -= left_out()
-    if absent:
-        return False, f"{len(absent)} relation(s) missing from the catalog"
-    return True, "models, columns and docs unchanged since they were generated"
-
-
-def generate_docs(session: DbtSession, fingerprint: str) -> str:
-    docs_dir = config.DBT_DOCS_DIR
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    result = session.invoke(["docs", "generate"], target_dir=docs_dir)
-    if not result.success:
-        raise RuntimeError(f"dbt docs generate failed: {result.exception or 'see the log above'}")
-    from ingestion.state import write_json_atomic
-
-    write_json_atomic(docs_dir / "fitlake_docs_state.json", {"fingerprint": fingerprint})
-    catalog = json.loads((docs_dir / "catalog.json").read_text())
-    return f"regenerated: {len(catalog.get('nodes', {}))} relations in {time.monotonic() - started:.1f}s"
 
 
 # --- the task body ----------------------------------------------------------------------------------
@@ -641,32 +211,6 @@ def _count(nodes: dict) -> dict:
         if uid != DOCS_NODE:
             counts[status["status"]] = counts.get(status["status"], 0) + 1
     return dict(sorted(counts.items()))
-
-
-def _failures(board: NodeStatusBoard) -> str:
-    nodes = board.snapshot()["nodes"]
-    failed = [uid.split(".")[2] for uid, s in nodes.items() if s["status"] in FAILED]
-    return f"{len(failed)} failed: {', '.join(sorted(failed))}" if failed else "dbt reported an error (see the log)"
-
-
-def remove_old_status_files(keep_days: float = 7.0) -> None:
-    """Status files of runs older than a week: their XComs keep what the UI shows."""
-    cutoff = time.time() - keep_days * 86400
-    for path in config.DBT_STATUS_DIR.glob("*.json") if config.DBT_STATUS_DIR.is_dir() else []:
-        with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-
-
-def release_named_semaphores() -> None:
-    """Run multiprocessing's exit finalizers, which a task process ending in os._exit skips.
-
-    dbt's locks are named semaphores (a "spawn" context); left to the resource tracker they are
-    reported at exit as "leaked semaphore objects" (error level, in every build's log).
-    """
-    import multiprocessing.util
-
-    multiprocessing.util._run_finalizers(0)
 
 
 def run_build_task(params: dict, ti, dag_run, outlet_events=None) -> dict:

@@ -17,7 +17,7 @@ server only a handful of times per run.
 
 Watchers use the trigger rule `always`: they start with the run and wait inside the triggerer, so a
 chain of models does not pay a scheduling round per level. Their edges follow dbt's lineage for the
-reader; what gates the models is dbt itself, inside the one build (see `dbt_build`).
+reader; what gates the models is dbt itself, inside the one build (see `dbt_session.gated_by_tested_model`).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def _release_warehouse() -> None:
 def _run_dbt(target: Path):
     """`dbt source freshness`, then `dbt build --select tag:health`, in this process on one parse of the
     project; returns both results. The transform's partial parse (same project and profile) is reused."""
-    from fitlake_common.dbt_build import DbtSession
+    from fitlake_common.dbt_session import DbtSession
 
     transform_parse = config.DBT_TARGET_DIR / "partial_parse.msgpack"
     own_parse = target / transform_parse.name

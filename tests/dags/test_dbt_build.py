@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from fitlake_common import config, dbt_build
+from fitlake_common import config, dbt_build, dbt_status, nothing_new
 from fitlake_common.dbt_watchers import verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def test_a_build_that_did_not_run_skips_every_watcher_with_its_reason():
 
 def test_the_status_board_publishes_changes_and_a_final_done():
     pushed = []
-    board = dbt_build.NodeStatusBoard(pushed.append, interval=0.05).start()
+    board = dbt_status.NodeStatusBoard(pushed.append, interval=0.05).start()
     board.set(USERS, "success", seconds=0.5)
     time.sleep(0.3)
     count = len(pushed)
@@ -137,21 +137,21 @@ def test_watchers_read_the_status_file_of_the_current_attempt_only(tmp_path, mon
 
 def test_the_build_waits_for_landings_in_flight_but_not_forever():
     in_flight = iter([["land_kafka"], ["land_kafka"], []])
-    assert dbt_build.wait_for_landings(lambda: next(in_flight), timeout=10, poll=0.05) < 1
+    assert nothing_new.wait_for_landings(lambda: next(in_flight), timeout=10, poll=0.05) < 1
     started = time.monotonic()
-    waited = dbt_build.wait_for_landings(lambda: ["land_kafka"], timeout=0.3, poll=0.05)
+    waited = nothing_new.wait_for_landings(lambda: ["land_kafka"], timeout=0.3, poll=0.05)
     assert 0.3 <= waited < 2 and time.monotonic() - started < 2
 
 
 def test_the_landing_fingerprint_follows_committed_files_only(tmp_path):
     writer = LandingWriter(tmp_path)
-    before = dbt_build.landing_fingerprint(tmp_path)
+    before = nothing_new.landing_fingerprint(tmp_path)
     writer.kafka_file("workout", [workout(1, 1, 1, "start", 1700000000)])
-    after = dbt_build.landing_fingerprint(tmp_path)
+    after = nothing_new.landing_fingerprint(tmp_path)
     assert after != before
     (tmp_path / "_staging").mkdir(exist_ok=True)
     (tmp_path / "_staging" / "half-written.parquet").write_bytes(b"x")
-    assert dbt_build.landing_fingerprint(tmp_path) == after
+    assert nothing_new.landing_fingerprint(tmp_path) == after
 
 
 # --- real builds ---------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def build(params: dict | None = None, run_id: str = "run"):
         summary = dbt_build.run_dbt_build(
             {"as_of_date": "2024-06-15", **(params or {})}, RUN, pushed.append, run_id=run_id
         )
-    except dbt_build.NothingNew as nothing:
+    except nothing_new.NothingNew as nothing:
         summary = str(nothing)
     finally:
         _release_warehouse()
@@ -246,7 +246,7 @@ def test_a_selection_builds_its_models_and_their_parents_only(installation):
     assert models["gym_summary"] == "success" and models["users"] == "success" and models["gym_logs"] == "success"
     assert models["workout_bpm_summary"] == "skipped" and models["quarantine"] == "skipped"
     assert "not selected" in payload["nodes"]["model.fitlake.workout_bpm_summary"]["message"]
-    assert not dbt_build.BuildRecord.path().exists(), "a selective build does not count as a full build"
+    assert not nothing_new.BuildRecord.path().exists(), "a selective build does not count as a full build"
 
 
 def test_a_failing_multi_parent_test_stops_every_child_of_the_model_it_tests(installation):
@@ -298,10 +298,10 @@ def test_a_failing_multi_parent_test_stops_every_child_of_the_model_it_tests(ins
 LEAK_PROBE = """
 import os, sys
 sys.path[:0] = [{dags!r}, {repo!r}]
-from fitlake_common import dbt_build
-dbt_build.DbtSession()  # dbt's manifest holds a lock: a named semaphore
+from fitlake_common import dbt_session
+dbt_session.DbtSession()  # dbt's manifest holds a lock: a named semaphore
 if sys.argv[1] == "release":
-    dbt_build.release_named_semaphores()
+    dbt_session.release_named_semaphores()
 os._exit(0)  # as Airflow's task runner ends a task process: no atexit handlers
 """
 
@@ -326,7 +326,7 @@ def test_dbt_is_made_ready_while_landings_are_in_flight(installation, caplog):
 
     land_run1(installation.writer)
     answers = iter([["land_kafka"], ["land_kafka"], ["land_kafka"]])
-    with caplog.at_level(logging.INFO, logger="fitlake_common.dbt_build"):
+    with caplog.at_level(logging.INFO, logger="fitlake_common.dbt_session"):
         summary = dbt_build.run_dbt_build(
             {"as_of_date": "2024-06-15"}, RUN, lambda payload: None, landings_in_flight=lambda: next(answers, [])
         )
