@@ -30,7 +30,7 @@ from ingestion.errors import FitLakeError, SourceUnreachable
 from ingestion.kafka import list_topic_partitions, make_consumer
 
 # The one lander internal used here: the end-offset probe that reads to partition EOF (some brokers'
-# high watermark is not the end, FACTS.md), so the lag is measured exactly as the lander measures it.
+# high watermark is not the end, measured on Tansu), so the lag is measured exactly as the lander measures it.
 from ingestion.land_kafka import _confirm_end_offsets
 from ingestion.land_sql import configured_tables
 from ingestion.source_tables import SourceTable

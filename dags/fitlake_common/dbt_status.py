@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # dbt_build imports this module
 log = logging.getLogger(__name__)
 
 RESULT_STATUS = {"success", "error", "skipped", "pass", "fail", "warn", "runtime error", "no-op"}
-FAILED = {"error", "fail", "runtime error"}
+FAILED_STATUSES = {"error", "fail", "runtime error"}
 
 
 class NodeStatusBoard:
@@ -50,7 +50,7 @@ class NodeStatusBoard:
         with self._lock:
             if status == "skipped" and self._explain is not None and not message:
                 # dbt skips a node once a failure upstream is known: say which, as the watcher ends now
-                failed = {u for u, e in self._nodes.items() if e["status"] in FAILED}
+                failed = {u for u, e in self._nodes.items() if e["status"] in FAILED_STATUSES}
                 message = self._explain(uid, failed)
             entry = {"status": status}
             if message:
@@ -152,7 +152,7 @@ def skip_reason(manifest, uid: str, failed: set[str]) -> str | None:
 def explain_skips(board: NodeStatusBoard, manifest) -> None:
     """Say, for each node dbt skipped without a reason yet, which failed node upstream of it caused that."""
     nodes = board.snapshot()["nodes"]
-    failed = {uid for uid, s in nodes.items() if s["status"] in FAILED}
+    failed = {uid for uid, s in nodes.items() if s["status"] in FAILED_STATUSES}
     for uid, status in nodes.items():
         if failed and status["status"] == "skipped" and not status.get("message"):
             reason = skip_reason(manifest, uid, failed)
@@ -182,7 +182,7 @@ def _model_ancestors(manifest, uid: str) -> set[str]:
 
 def _failures(board: NodeStatusBoard) -> str:
     nodes = board.snapshot()["nodes"]
-    failed = [uid.split(".")[2] for uid, s in nodes.items() if s["status"] in FAILED]
+    failed = [uid.split(".")[2] for uid, s in nodes.items() if s["status"] in FAILED_STATUSES]
     return f"{len(failed)} failed: {', '.join(sorted(failed))}" if failed else "dbt reported an error (see the log)"
 
 

@@ -43,6 +43,8 @@ from airflow.triggers.base import (
     TriggerEvent,
 )
 
+from fitlake_common.dbt_status import FAILED_STATUSES
+
 STATUS_XCOM_KEY = "dbt_node_status"
 PRODUCER_TASK_ID = "dbt_build"
 # How often the watchers of a run look at the producer's status (one look shared by all of them).
@@ -54,7 +56,6 @@ LOG_HEAD_START_SECONDS = 0.5
 WATCH_TIMEOUT = timedelta(hours=6)
 
 # dbt's final node statuses, by what they mean for the watcher.
-FAILED_STATUSES = {"error", "fail", "runtime error"}
 PASSED_STATUSES = {"success", "pass", "warn", "no-op"}
 PRODUCER_FINAL_STATES = {"success", "failed", "upstream_failed", "skipped", "removed"}
 

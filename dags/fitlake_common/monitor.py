@@ -60,9 +60,9 @@ def _release_warehouse() -> None:
 def _run_dbt(target: Path):
     """`dbt source freshness`, then `dbt build --select tag:health`, in this process on one parse of the
     project; returns both results. The transform's partial parse (same project and profile) is reused."""
-    from fitlake_common.dbt_session import DbtSession
+    from fitlake_common.dbt_session import PARTIAL_PARSE, DbtSession
 
-    transform_parse = config.DBT_TARGET_DIR / "partial_parse.msgpack"
+    transform_parse = config.DBT_TARGET_DIR / PARTIAL_PARSE
     own_parse = target / transform_parse.name
     if transform_parse.exists() and (
         not own_parse.exists() or transform_parse.stat().st_mtime > own_parse.stat().st_mtime
