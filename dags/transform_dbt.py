@@ -28,7 +28,9 @@ docs changed) or were current (menu **Browse > dbt docs**, login required).
 * **On retry**: clear `dbt_build` (with its downstream tasks, the default): the watchers restart
   with it and follow the new build. There is no other way dbt starts. A killed build (SIGKILL,
   lost worker) fails `dbt_build` and the watchers of every node it had not finished; each model
-  keeps its last commit (DuckDB, Delta), so the next run resumes.
+  keeps its last commit (DuckDB, Delta), so the next run resumes. A full refresh that did not
+  finish (killed, lost, or failed) is repeated by the next run, whatever it asked for, and its log
+  says so: the refresh gave bronze new load times, which the models it did not reach would read again.
 * **Engine** (`$FITLAKE_DBT_TARGET`, the dbt target: `duckdb` by default, or `spark`):
   * *DuckDB* admits one process per file: `dbt_build` holds the one-slot pool `duckdb_warehouse`,
     so no other task opens the warehouse while it builds, and its queue (`$FITLAKE_DBT_QUEUE`,
@@ -41,7 +43,7 @@ docs changed) or were current (menu **Browse > dbt docs**, login required).
   * Either way one build at a time (`max_active_runs=1`): two builds of the same incremental
     models would race their merges and watermarks, whatever the engine.
 * **as_of_date**: the Param, else the logical date (asset-triggered runs: when the run was queued).
-* **full_refresh** rebuilds incremental models; **select** is a dbt selector (`gym_summary`,
+* **full_refresh** rebuilds incremental models (with **select**: the models below them too); **select** is a dbt selector (`gym_summary`,
   `tag:silver`): the models it matches *and their upstream models* build (an incremental model must
   never run ahead of its parents, or it would skip rows they write later); the others are skipped.
 """

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from fitlake_common import config
 from fitlake_common.dbt_docs import DOCS_NODE, docs_are_current, docs_fingerprint, generate_docs
-from fitlake_common.dbt_runtime import resolve_as_of_date, with_upstream_models
+from fitlake_common.dbt_runtime import resolve_as_of_date, with_downstream_models, with_upstream_models
 from fitlake_common.dbt_session import DbtSession, gated_by_tested_model, release_named_semaphores
 from fitlake_common.dbt_status import (
     NodeStatusBoard,
@@ -42,6 +42,7 @@ from fitlake_common.nothing_new import (
     unchanged_since,
     wait_for_landings,
 )
+from fitlake_common.unfinished_refresh import UnfinishedFullRefresh, finish_unfinished_refresh
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,25 @@ def resolve_selection(plan: RunPlan, session: DbtSession) -> None:
     log.info("selected models (%d): %s", len(plan.models), ", ".join(plan.models))
 
 
+def refresh_downstream_too(plan: RunPlan, session: DbtSession) -> None:
+    """A full refresh of some models rebuilds every model below them, and (in turn) their parents."""
+    if not plan.full_refresh or plan.models is None:
+        return
+    manifest, chosen = session.target_dir / "manifest.json", set(plan.models)
+    while True:
+        closed = set(with_upstream_models(with_downstream_models(sorted(chosen), manifest), manifest))
+        if closed == chosen:
+            break
+        chosen = closed
+    if len(chosen) > len(plan.models):
+        log.info(
+            "a full refresh rebuilds the models below the refreshed ones too (they would read the rebuilt rows "
+            "again): %s",
+            ", ".join(sorted(chosen - set(plan.models))),
+        )
+        plan.models = sorted(chosen)
+
+
 def build_args(plan: RunPlan) -> list[str]:
     args = ["build", "--vars", json.dumps({"as_of_date": plan.as_of_date})]
     if plan.full_refresh:
@@ -153,9 +173,15 @@ def run_dbt_build(
 
         session = session_ready.result() if session_ready else DbtSession()
         resolve_selection(plan, session)
+        finish_unfinished_refresh(plan)
+        refresh_downstream_too(plan, session)
         summary.plan = asdict(plan)
         mark_unselected(board, session.manifest, plan)
         board.explain_skips_with(lambda uid, failed: skip_reason(session.manifest, uid, failed))
+        # From here the warehouse is no longer what the last record says, until this build succeeds.
+        BuildRecord.forget()
+        if plan.full_refresh:
+            UnfinishedFullRefresh(run_id=run_id, models=plan.models).save()
         started = time.monotonic()
         with gated_by_tested_model():
             result = session.invoke(build_args(plan), callbacks=[board.on_dbt_event])
@@ -179,6 +205,7 @@ def run_dbt_build(
                 "the model, then clear this task (its watchers follow) or wait for the next run."
             )
 
+        UnfinishedFullRefresh.clear()
         fingerprint = docs_fingerprint(session.manifest)
         current, why = docs_are_current(config.DBT_DOCS_DIR, fingerprint, session.manifest, session.models_left_out)
         if current:

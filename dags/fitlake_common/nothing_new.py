@@ -118,6 +118,11 @@ class BuildRecord:
 
         write_json_atomic(self.path(), asdict(self))
 
+    @classmethod
+    def forget(cls) -> None:
+        """A build starts: a killed or failed one must not leave the next run thinking nothing changed."""
+        cls.path().unlink(missing_ok=True)
+
 
 def _warehouse_inode() -> int:
     """The DuckDB file's inode: a replaced or deleted warehouse invalidates the record. A Spark warehouse is

@@ -249,6 +249,53 @@ def test_a_selection_builds_its_models_and_their_parents_only(installation):
     assert not nothing_new.BuildRecord.path().exists(), "a selective build does not count as a full build"
 
 
+def duplicated_messages(warehouse: Path) -> int:
+    """Messages held more than once by the append-only parsed-event models."""
+    return sum(
+        query(warehouse, f"select count(*) - count(distinct (kafka_partition, kafka_offset)) from silver.{model}")[0][0]
+        for model in ("workout_events", "bpm_events", "user_info_events")
+    )
+
+
+def test_a_full_refresh_that_did_not_finish_is_finished_by_the_next_run(installation):
+    """A full refresh rebuilt bronze (new load times) and was killed before silver: the mark it left makes
+    the next run a full refresh, so the append-only silver models do not read the messages again."""
+    from fitlake_common.dbt_session import DbtSession
+    from fitlake_common.unfinished_refresh import UnfinishedFullRefresh
+
+    def killed_full_refresh(mark: bool) -> None:
+        """What a full refresh killed after bronze did: bronze rebuilt, the record gone, its mark left."""
+        result = DbtSession().invoke(["run", "--select", "kafka_multiplex_bz", "--full-refresh"])
+        _release_warehouse()
+        assert result.success
+        nothing_new.BuildRecord.forget()
+        if mark:
+            UnfinishedFullRefresh(run_id="killed", models=None).save()
+
+    land_run1(installation.writer)
+    build(run_id="first")
+    # without the mark, the next incremental run reads every rebuilt bronze message again
+    killed_full_refresh(mark=False)
+    with pytest.raises(RuntimeError, match="unique_combination_of_columns_workout_events"):  # the duplicates test
+        build(run_id="unguarded")
+    assert duplicated_messages(installation.warehouse) > 0, "the hazard this guards against did not show"
+    build({"full_refresh": True}, run_id="repair")
+    assert duplicated_messages(installation.warehouse) == 0
+
+    killed_full_refresh(mark=True)
+    land_run2(installation.writer)
+    summary, _ = build(run_id="after")
+    assert summary.plan["full_refresh"] and summary.plan["models"] is None, summary.plan
+    assert not UnfinishedFullRefresh.path().exists(), "a successful full refresh removes the mark"
+    assert duplicated_messages(installation.warehouse) == 0
+
+    # a full refresh of one model rebuilds the models that read it too (else they would read it twice)
+    summary, _ = build({"select": "kafka_multiplex_bz", "full_refresh": True}, run_id="partial")
+    assert {"workout_events", "quarantine", "workout_bpm_summary"} <= set(summary.plan["models"])
+    build({"as_of_date": "2024-06-16"}, run_id="next")
+    assert duplicated_messages(installation.warehouse) == 0
+
+
 def test_a_failing_multi_parent_test_stops_every_child_of_the_model_it_tests(installation):
     """relationships(workouts.user_id -> users), error level: its parents are workouts and users.
 

@@ -56,3 +56,14 @@ def test_a_selection_always_includes_its_upstream_models():
     gold = with_upstream_models(["gym_summary"], config.DBT_MANIFEST)
     assert {"gym_summary", "gym_logs", "users", "workouts", "gym_logins_bz", "registered_users_bz"} <= set(gold)
     assert "workout_bpm_summary" not in gold and "quarantine" not in gold
+
+
+def test_below_a_model_every_model_that_reads_it():
+    from fitlake_common import config
+    from fitlake_common.dbt_runtime import with_downstream_models
+
+    below = with_downstream_models(["kafka_multiplex_bz"], config.DBT_MANIFEST)
+    for child in ("workout_events", "bpm_events", "user_info_events", "quarantine", "workout_bpm_summary"):
+        assert child in below
+    assert "gym_logins_bz" not in below and "registered_users_bz" not in below
+    assert with_downstream_models(["workout_bpm_summary"], config.DBT_MANIFEST)[0] == "workout_bpm_summary"

@@ -18,8 +18,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from conftest import contract_tables
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2024-06-15"
 
 EXPECTED_WORKOUT_BPM_SUMMARY = [
@@ -37,9 +37,8 @@ GOLD_SQL = (
 
 
 @pytest.fixture(scope="module")
-def cycle(installation):
-    installation.replay(REPO_ROOT / "tests" / "data" / "replay")
-    return installation.cycle()
+def cycle(first_cycle):
+    return first_cycle.cycle
 
 
 def landing_log(installation, run) -> str:
@@ -170,22 +169,6 @@ def test_a_selector_builds_its_models_and_their_parents(installation, as_of_run)
     assert "--full-refresh" in log and "--select date_lookup" in log
 
 
-LINEAGE_COLUMNS = {"load_time", "source_file"}  # when a row was loaded: differs after any rebuild
-
-
-def contract_tables(installation) -> dict[str, list[tuple]]:
-    """Every silver and gold table, all columns but lineage, sorted."""
-    tables = installation.query(
-        "select table_schema, table_name, list(column_name order by ordinal_position) from information_schema.columns "
-        "where table_schema in ('silver', 'gold') group by all order by all"
-    )
-    snapshot = {}
-    for schema, table, columns in tables:
-        kept = ", ".join(f'"{c}"' for c in columns if c not in LINEAGE_COLUMNS)
-        snapshot[f"{schema}.{table}"] = installation.query(f"select {kept} from {schema}.{table} order by all")
-    return snapshot
-
-
 def process_holding(path: Path):
     """The process that has `path` open (dbt, inside the dbt_build task), or None."""
     import psutil
@@ -230,8 +213,12 @@ def test_a_killed_build_fails_visibly_and_the_rerun_gives_the_same_tables(instal
     assert rerun["state"] == "success", rerun["task_states"]
     log = api.task_log("transform_dbt", rerun["dag_run_id"], "dbt_build")
     assert "Could not set lock" not in log and "Conflicting lock" not in log
+    assert "did not finish" in log, "the rerun must finish the killed full refresh, not build incrementally"
     assert process_holding(installation.warehouse) is None, "nothing keeps the warehouse open after a run"
     assert contract_tables(installation) == reference
+    for model in ("workout_events", "bpm_events", "user_info_events"):  # append-only: each message once
+        sql = f"select count(*) - count(distinct (kafka_partition, kafka_offset)) from silver.{model}"
+        assert installation.query(sql) == [(0,)], model
 
 
 def test_a_quality_gate_stops_downstream_gold_and_lets_unrelated_branches_build(installation, as_of_run, tmp_path):
