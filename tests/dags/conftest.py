@@ -7,12 +7,14 @@ by file); each drives it through the REST API as a user's tooling would.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -20,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO_ROOT / "dags"
 VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+REPLAY = REPO_ROOT / "tests" / "data" / "replay"
 
 for path in (str(DAGS_DIR), str(REPO_ROOT)):
     if path not in sys.path:
@@ -67,10 +70,11 @@ def artifacts_dir() -> Path:
 class Installation:
     """An isolated FitLake installation: data root, Airflow home (SQLite), the embedded stack, Airflow."""
 
-    def __init__(self, root: Path, manifest: Path, extra: dict[str, str] | None = None):
+    def __init__(self, root: Path, manifest: Path, extra: dict[str, str] | None = None, logs: str = "airflow-logs"):
         from launchers.airflow_env import airflow_env, free_port
 
         self.root = root
+        self.kept_logs = ARTIFACTS / logs  # each installation's own folder: the test workers run side by side
         self.data_root = root / "data"
         self.home = root / "airflow"
         self.env = airflow_env(
@@ -127,7 +131,7 @@ class Installation:
 
     def keep_logs(self) -> None:
         """Airflow's logs (components and tasks) outlive the temporary installation, for a failed run's reader."""
-        kept = ARTIFACTS / "airflow-logs"
+        kept = self.kept_logs
         shutil.rmtree(kept, ignore_errors=True)
         if (self.home / "logs").is_dir():
             shutil.copytree(self.home / "logs", kept)
@@ -179,4 +183,65 @@ def installation(tmp_path_factory, dbt_manifest):
 def new_installation(tmp_path_factory, dbt_manifest):
     """Another installation (its own data, Airflow and settings), for tests whose data or configuration must
     differ from `installation`'s: `new_installation("name", extra_env)`; the caller starts and stops it."""
-    return lambda name, extra=None: Installation(tmp_path_factory.mktemp(name), dbt_manifest, extra=extra)
+    return lambda name, extra=None: Installation(
+        tmp_path_factory.mktemp(name), dbt_manifest, extra=extra, logs=f"airflow-logs-{name}"
+    )
+
+
+@pytest.fixture(scope="session")
+def replay_set(tmp_path_factory) -> Path:
+    """tests/data/replay with every SQL row's `modified_at` recorded (increasing, in file order).
+
+    Without it replay stamps each row when it writes it (the source application's clock), and the two
+    installations' sources would differ in that column; with it both hold exactly the same rows.
+    """
+    folder = tmp_path_factory.mktemp("replay")
+    shutil.copy(REPLAY / "kafka.jsonl", folder / "kafka.jsonl")
+    stamp = 1700100000
+    for csv_file in sorted(REPLAY.glob("*.csv")):
+        with open(csv_file, newline="") as source:
+            rows = list(csv.DictReader(source))
+        with open(folder / csv_file.name, "w", newline="") as target:
+            writer = csv.DictWriter(target, fieldnames=[*(k for k in rows[0] if k != "modified_at"), "modified_at"])
+            writer.writeheader()
+            for row in rows:
+                stamp += 1
+                writer.writerow({**row, "modified_at": row.get("modified_at") or stamp})
+    return folder
+
+
+LINEAGE_COLUMNS = {"load_time", "source_file"}  # when a row was loaded: differs after any rebuild
+
+
+def contract_tables(installation) -> dict[str, list[tuple]]:
+    """Every silver and gold table, all columns but lineage, sorted."""
+    tables = installation.query(
+        "select table_schema, table_name, list(column_name order by ordinal_position) from information_schema.columns "
+        "where table_schema in ('silver', 'gold') group by all order by all"
+    )
+    snapshot = {}
+    for schema, table, columns in tables:
+        kept = ", ".join(f'"{c}"' for c in columns if c not in LINEAGE_COLUMNS)
+        snapshot[f"{schema}.{table}"] = installation.query(f"select {kept} from {schema}.{table} order by all")
+    return snapshot
+
+
+class FirstCycle(NamedTuple):
+    cycle: object  # launchers.cycle.Cycle
+    tables: dict[str, list[tuple]]  # silver and gold right after it
+    as_of: str  # the as-of date its build used
+
+
+@pytest.fixture(scope="session")
+def first_cycle(installation, replay_set) -> FirstCycle:
+    """The shared installation's first cycle (LocalExecutor) on the recorded data, and what it built.
+
+    test_end_to_end starts from it; test_celery compares the same cycle on the CeleryExecutor with it. The
+    tables are read right away, before any test changes the installation.
+    """
+    installation.replay(replay_set)
+    cycle = installation.cycle()
+    built = next((r for r in cycle.transforms if r.built), None)
+    assert built is not None and built.state == "success", "the first cycle built nothing"
+    summary = installation.api.xcom("transform_dbt", built.run_id, "dbt_build", "return_value")
+    return FirstCycle(cycle, contract_tables(installation), summary["plan"]["as_of_date"])

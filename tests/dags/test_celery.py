@@ -5,8 +5,8 @@ triggerer run as separate processes, with two Celery workers: `landing-worker` s
 queue, `dbt-worker` the `dbt` queue (tests/support/airflow_components.py). The recorded data set
 tests/data/replay (its SQL rows' modification times recorded) goes through one cycle on it (both
 landing DAGs, the transforms they schedule), and every silver and gold table must equal what the same
-cycle gives on the LocalExecutor (`airflow standalone`, as in tests/dags/test_end_to_end.py), run
-first in its own installation.
+cycle gave on the LocalExecutor (`airflow standalone`): the shared installation's first cycle, on the
+same recorded data (conftest.first_cycle, which test_end_to_end starts from).
 
 Then the engine is switched the way an operator would: FITLAKE_DBT_TARGET=spark with
 FITLAKE_SPARK_METHOD=thrift on the dag-processor and the dbt worker (both restarted), against a real
@@ -18,22 +18,18 @@ module starts). A transform of one branch builds there, out of the `duckdb_wareh
 
 from __future__ import annotations
 
-import csv
 import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, Installation
-from test_end_to_end import LINEAGE_COLUMNS, contract_tables
+from conftest import ARTIFACTS, LINEAGE_COLUMNS, Installation, contract_tables
 
 from tests.support.airflow_components import CeleryAirflow, Worker, celery_env
 from tests.support.redis_server import throwaway_redis
 from tests.support.spark_thrift import SparkThriftServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REPLAY = REPO_ROOT / "tests" / "data" / "replay"
 LANDING_WORKER, DBT_WORKER = "landing-worker", "dbt-worker"
 WORKERS = [
     Worker(LANDING_WORKER, ("landing", "default"), concurrency=3),
@@ -42,25 +38,16 @@ WORKERS = [
 SPARK_BRANCH = "gym_logs"  # what the Spark run selects: the merge of the latest logout, and its bronze
 
 
-class KeptLogs(Installation):
-    """An installation whose logs are kept in their own artifacts folder (not over the shared one's)."""
-
-    logs_name = "airflow-logs-local-reference"
+class CeleryInstallation(Installation):
+    """The same installation, with Airflow as separate components on the CeleryExecutor."""
 
     def keep_logs(self) -> None:
-        kept = ARTIFACTS / self.logs_name
+        """Kept in their own artifacts folder, not over the shared installation's."""
+        kept = ARTIFACTS / "airflow-logs-celery"
         shutil.rmtree(kept, ignore_errors=True)
         for folder in (self.home / "logs", self.root / "components"):
             if folder.is_dir():
                 shutil.copytree(folder, kept / folder.name)
-        if (self.root / "standalone.log").is_file():
-            shutil.copy(self.root / "standalone.log", kept / "standalone.log")
-
-
-class CeleryInstallation(KeptLogs):
-    """The same installation, with Airflow as separate components on the CeleryExecutor."""
-
-    logs_name = "airflow-logs-celery"
 
     def __init__(self, root: Path, manifest: Path, broker_url: str):
         super().__init__(root, manifest)
@@ -120,22 +107,8 @@ def spark(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local_reference(tmp_path_factory, dbt_manifest, spark, replay_set):
-    """The LocalExecutor cycle on the replay data: its tables, and the as-of date its build used."""
-    installation = KeptLogs(tmp_path_factory.mktemp("local"), dbt_manifest)
-    try:
-        installation.start()
-        installation.replay(replay_set)
-        cycle = installation.cycle()
-        report_cycle("LocalExecutor", cycle)
-        assert cycle.building is not None and cycle.building.state == "success", "the LocalExecutor cycle failed"
-        return {"tables": contract_tables(installation), "as_of": as_of_date(installation, cycle.building.run_id)}
-    finally:
-        installation.stop()
-
-
-@pytest.fixture(scope="module")
-def celery(tmp_path_factory, dbt_manifest, local_reference):
+def celery(tmp_path_factory, dbt_manifest, spark, first_cycle):
+    # `spark` first: its JVM starts in the background while the LocalExecutor cycle runs
     with throwaway_redis() as broker_url:
         installation = CeleryInstallation(tmp_path_factory.mktemp("celery"), dbt_manifest, broker_url).start()
         try:
@@ -159,28 +132,6 @@ def report_cycle(executor: str, cycle) -> None:
     print(f"\n{executor}: cycle in {cycle.seconds:.1f}s")
     for run in [*cycle.landings, *cycle.transforms]:
         print(f"  {describe_run(run)}")
-
-
-@pytest.fixture(scope="module")
-def replay_set(tmp_path_factory) -> Path:
-    """tests/data/replay with every SQL row's `modified_at` recorded (increasing, in file order).
-
-    Without it replay stamps each row when it writes it (the source application's clock), and the two
-    installations' sources would differ in that column; with it both hold exactly the same rows.
-    """
-    folder = tmp_path_factory.mktemp("replay")
-    shutil.copy(REPLAY / "kafka.jsonl", folder / "kafka.jsonl")
-    stamp = 1700100000
-    for csv_file in sorted(REPLAY.glob("*.csv")):
-        with open(csv_file, newline="") as source:
-            rows = list(csv.DictReader(source))
-        with open(folder / csv_file.name, "w", newline="") as target:
-            writer = csv.DictWriter(target, fieldnames=[*(k for k in rows[0] if k != "modified_at"), "modified_at"])
-            writer.writeheader()
-            for row in rows:
-                stamp += 1
-                writer.writerow({**row, "modified_at": row.get("modified_at") or stamp})
-    return folder
 
 
 def as_of_date(installation, run_id: str) -> str:
@@ -214,15 +165,15 @@ def test_a_cycle_runs_on_the_celery_workers_of_its_queues(celery, celery_cycle):
     assert "task_id='dbt_build'" in logs[DBT_WORKER] and "task_id='land_bpm'" not in logs[DBT_WORKER]
 
 
-def test_every_silver_and_gold_table_equals_the_local_executor_run(celery, celery_cycle, local_reference):
+def test_every_silver_and_gold_table_equals_the_local_executor_run(celery, celery_cycle, first_cycle):
     built = next(r for r in celery_cycle.transforms if r.built)
-    if as_of_date(celery, built.run_id) != local_reference["as_of"]:  # the two cycles straddled midnight (UTC)
-        run = celery.transform({"as_of_date": local_reference["as_of"]})
+    if as_of_date(celery, built.run_id) != first_cycle.as_of:  # the two cycles straddled midnight (UTC)
+        run = celery.transform({"as_of_date": first_cycle.as_of})
         assert run["state"] == "success", run["task_states"]
     tables = contract_tables(celery)
-    assert set(tables) == set(local_reference["tables"]) and len(tables) >= 12, sorted(tables)
+    assert set(tables) == set(first_cycle.tables) and len(tables) >= 12, sorted(tables)
     assert tables["gold.workout_bpm_summary"], "gold is empty: the comparison would prove nothing"
-    for table, rows in local_reference["tables"].items():
+    for table, rows in first_cycle.tables.items():
         assert tables[table] == rows, table
 
 

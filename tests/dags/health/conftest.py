@@ -5,15 +5,13 @@ monitor). Package scope: it stops after the last test of this package."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from health.support import AlertInboxes, prepare
 
 
 @pytest.fixture(scope="package")
-def health_installation(new_installation, artifacts_dir):
+def health_installation(new_installation):
     inboxes = AlertInboxes()
     inst = new_installation("fitlake-health", inboxes.env())
     try:
@@ -21,9 +19,3 @@ def health_installation(new_installation, artifacts_dir):
     finally:
         inst.stop()
         inboxes.stop()
-        # stop() keeps the Airflow logs in tests/artifacts/airflow-logs, which the shared installation
-        # reuses later in the session: these move aside
-        kept, aside = artifacts_dir / "airflow-logs", artifacts_dir / "airflow-logs-health"
-        shutil.rmtree(aside, ignore_errors=True)
-        if kept.is_dir():
-            kept.rename(aside)
