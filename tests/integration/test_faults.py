@@ -235,7 +235,7 @@ def _busy_topic(settings, messages: int) -> tuple[str, list]:
 
 def test_broker_killed_mid_landing_and_back_within_the_stall_timeout(crashable_broker, make_settings):
     settings = make_settings(FITLAKE_KAFKA_BOOTSTRAP=crashable_broker.bootstrap)
-    topic, delivered = _busy_topic(settings, 300_000)
+    topic, delivered = _busy_topic(settings, 150_000)
     env = cli_env(settings, FITLAKE_LANDING_FILE_MAX_BYTES=32 * 1024, FITLAKE_KAFKA_STALL_SECONDS=90, **SMALL_PREFETCH)
     lander = start_lander(env, "kafka", topic)
     wait_for(lambda: kafka_files(settings.landing_root, topic), "the first file landed", lander)
@@ -253,7 +253,7 @@ def test_broker_killed_mid_landing_and_back_within_the_stall_timeout(crashable_b
 
 def test_broker_down_past_the_stall_timeout_fails_clearly_and_the_next_run_completes(crashable_broker, make_settings):
     settings = make_settings(FITLAKE_KAFKA_BOOTSTRAP=crashable_broker.bootstrap)
-    topic, delivered = _busy_topic(settings, 300_000)
+    topic, delivered = _busy_topic(settings, 150_000)
     env = cli_env(
         settings,
         FITLAKE_LANDING_FILE_MAX_BYTES=32 * 1024,
