@@ -43,9 +43,10 @@ docs changed) or were current (menu **Browse > dbt docs**, login required).
   * Either way one build at a time (`max_active_runs=1`): two builds of the same incremental
     models would race their merges and watermarks, whatever the engine.
 * **as_of_date**: the Param, else the logical date (asset-triggered runs: when the run was queued).
-* **full_refresh** rebuilds incremental models (with **select**: the models below them too); **select** is a dbt selector (`gym_summary`,
-  `tag:silver`): the models it matches *and their upstream models* build (an incremental model must
-  never run ahead of its parents, or it would skip rows they write later); the others are skipped.
+* **full_refresh** rebuilds incremental models (with **select**: the models below them too);
+  **select** is a dbt selector (`gym_summary`, `tag:silver`): the models it matches *and their
+  upstream models* build (an incremental model must never run ahead of its parents, or it would skip
+  rows they write later); the others are skipped.
 """
 DOC += (
     f"\n**This deployment**: dbt target `{config.DBT_TARGET}` ({config.DBT_ENGINE}"

@@ -205,7 +205,7 @@ def run_dbt_build(
                 "the model, then clear this task (its watchers follow) or wait for the next run."
             )
 
-        UnfinishedFullRefresh.clear()
+        UnfinishedFullRefresh.forget()
         fingerprint = docs_fingerprint(session.manifest)
         current, why = docs_are_current(config.DBT_DOCS_DIR, fingerprint, session.manifest, session.models_left_out)
         if current:

@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from fitlake_common import config
+from fitlake_common.warehouse_records import WarehouseRecord
 
 if TYPE_CHECKING:  # dbt_build imports this module
     from fitlake_common.dbt_build import RunPlan
@@ -89,8 +90,11 @@ def project_fingerprint(project_dir: Path) -> str:
 
 
 @dataclass
-class BuildRecord:
-    """What the last successful full build covered (kept beside the warehouse, tied to that file)."""
+class BuildRecord(WarehouseRecord):
+    """What the last successful full build covered (tied to the warehouse file by its inode). A build
+    forgets it when it starts: a killed or failed one must not leave the next run thinking nothing changed."""
+
+    kind: ClassVar[str] = "last_build"
 
     landing: str
     project: str
@@ -98,30 +102,6 @@ class BuildRecord:
     warehouse_inode: int
     run_id: str
     finished_at: str
-
-    @staticmethod
-    def path() -> Path:
-        if config.DBT_ENGINE == "duckdb":
-            return config.WAREHOUSE.with_name(config.WAREHOUSE.name + ".last_build.json")
-        # Spark's warehouse may be on another machine: the record is kept with the transform's dbt artefacts
-        return config.DBT_TARGET_DIR.parent / f"last_build.{config.DBT_TARGET}.json"
-
-    @classmethod
-    def load(cls) -> BuildRecord | None:
-        try:
-            return cls(**json.loads(cls.path().read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self) -> None:
-        from ingestion.state import write_json_atomic
-
-        write_json_atomic(self.path(), asdict(self))
-
-    @classmethod
-    def forget(cls) -> None:
-        """A build starts: a killed or failed one must not leave the next run thinking nothing changed."""
-        cls.path().unlink(missing_ok=True)
 
 
 def _warehouse_inode() -> int:

@@ -10,42 +10,21 @@ succeeds; a run that finds the mark is a full refresh of the marked models and i
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import ClassVar
 
-from fitlake_common import config
+from fitlake_common.warehouse_records import WarehouseRecord
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class UnfinishedFullRefresh:
+class UnfinishedFullRefresh(WarehouseRecord):
+    kind: ClassVar[str] = "unfinished_full_refresh"
+
     run_id: str
     models: list[str] | None  # None: every model
-
-    @staticmethod
-    def path() -> Path:
-        if config.DBT_ENGINE == "duckdb":
-            return config.WAREHOUSE.with_name(config.WAREHOUSE.name + ".unfinished_full_refresh.json")
-        return config.DBT_TARGET_DIR.parent / f"unfinished_full_refresh.{config.DBT_TARGET}.json"
-
-    @classmethod
-    def load(cls) -> UnfinishedFullRefresh | None:
-        try:
-            return cls(**json.loads(cls.path().read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self) -> None:
-        from ingestion.state import write_json_atomic
-
-        write_json_atomic(self.path(), asdict(self))
-
-    @classmethod
-    def clear(cls) -> None:
-        cls.path().unlink(missing_ok=True)
 
 
 def finish_unfinished_refresh(plan) -> UnfinishedFullRefresh | None:
