@@ -48,7 +48,7 @@ dbt-manifest: setup ## parse dbt_project into target/manifest.json (Cosmos rende
 
 test: setup-spark dbt-manifest ## run the whole test suite (starts and stops every service it needs)
 	@$(PY) -c "from tests.support.real_kafka import ensure_kafka_jars; ensure_kafka_jars()"
-	@$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup
+	@$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadscope
 
 test-fast: setup-dev ## only the unit tests (no services)
 	@$(PY) -m pytest -p no:cacheprovider tests/unit

@@ -14,31 +14,41 @@ if str(REPO_ROOT) not in sys.path:
 
 from ingestion.config import load_settings  # noqa: E402
 
-# `make test` runs on two pytest-xdist workers (`--dist loadgroup`): the Airflow tests, which mostly wait
-# on the scheduler, beside the engine and lander tests, which mostly compute. Tests sharing an expensive
-# fixture must run on one worker, or each worker would start its own: one group per Airflow installation,
-# one for the Spark session (a JVM), and one per file for the rest (their module-scoped services).
+# `make test` runs on two pytest-xdist workers: the Airflow tests, which mostly wait on the scheduler,
+# beside the engine and lander tests, which mostly compute. Tests sharing an expensive fixture must run on
+# one worker, or each worker would start its own: one group per Airflow installation, and one per file
+# for the rest (the Spark session's JVM, module-scoped services). xdist's own `loadgroup` cannot be used:
+# on pytest 9 its group marks are lost (it rewrites `item._nodeid`, which pytest 9 no longer reads).
 SHARED_FIXTURE_GROUPS = {
     "tests/dags/health/": "airflow-health-installation",
     "tests/dags/test_celery.py": "airflow-shared-installation",
     "tests/dags/test_end_to_end.py": "airflow-shared-installation",
     "tests/dags/test_ui_smoke.py": "airflow-shared-installation",
 }
-
-
 # The longest groups go first, so that neither worker starts one of them when the other is nearly done.
 LONGEST_FIRST = ["tests/dbt/test_spark_target.py", "airflow-shared-installation", "tests/integration/test_faults.py"]
 
 
+def fixture_group(nodeid: str) -> str:
+    path = nodeid.split("::")[0]
+    return next((group for prefix, group in SHARED_FIXTURE_GROUPS.items() if path.startswith(prefix)), path)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        """xdist's scope scheduling, with the scopes above: a whole group runs on one worker."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return fixture_group(nodeid)
+
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = item.path.relative_to(REPO_ROOT).as_posix()
-        item.xdist_group_name = next(
-            (g for prefix, g in SHARED_FIXTURE_GROUPS.items() if path.startswith(prefix)), path
-        )
-        item.add_marker(pytest.mark.xdist_group(item.xdist_group_name))
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.xdist_group_name, len(rank)))  # stable: file order otherwise
+    items.sort(key=lambda item: rank.get(fixture_group(item.nodeid), len(rank)))  # stable: file order otherwise
 
 
 @pytest.fixture(autouse=True)
