@@ -43,6 +43,7 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return fixture_group(nodeid)
 
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST (xdist would order scopes by test count)
     return SharedFixtureScheduling(config, log)
 
 

@@ -102,19 +102,27 @@ def resolve_selection(plan: RunPlan, session: DbtSession) -> None:
 
 
 def refresh_downstream_too(plan: RunPlan, session: DbtSession) -> None:
-    """A full refresh of some models rebuilds every model below them, and (in turn) their parents."""
+    """A full refresh of incremental models rebuilds every model below them, and (in turn) their parents:
+    a refreshed incremental model's rows get new load times, which the models below would read again."""
     if not plan.full_refresh or plan.models is None:
         return
-    manifest, chosen = session.target_dir / "manifest.json", set(plan.models)
+    manifest = session.target_dir / "manifest.json"
+    incremental = {
+        node.name
+        for node in session.manifest.nodes.values()
+        if node.resource_type == "model" and node.config.materialized == "incremental"
+    }
+    chosen = set(plan.models)
     while True:
-        closed = set(with_upstream_models(with_downstream_models(sorted(chosen), manifest), manifest))
+        below = with_downstream_models(sorted(chosen & incremental), manifest)
+        closed = chosen | set(with_upstream_models(below, manifest))
         if closed == chosen:
             break
         chosen = closed
     if len(chosen) > len(plan.models):
         log.info(
-            "a full refresh rebuilds the models below the refreshed ones too (they would read the rebuilt rows "
-            "again): %s",
+            "a full refresh rebuilds the models below the refreshed incremental ones too (they would read the "
+            "rebuilt rows again): %s",
             ", ".join(sorted(chosen - set(plan.models))),
         )
         plan.models = sorted(chosen)
