@@ -102,15 +102,16 @@ def resolve_selection(plan: RunPlan, session: DbtSession) -> None:
 
 
 def refresh_downstream_too(plan: RunPlan, session: DbtSession) -> None:
-    """A full refresh of incremental models rebuilds every model below them, and (in turn) their parents:
-    a refreshed incremental model's rows get new load times, which the models below would read again."""
+    """A full refresh of incremental models that carry `load_time` rebuilds every model below them, and (in
+    turn) their parents: the refreshed rows get new load times, which the models below would read again.
+    (`date_lookup`, incremental without load times, refreshes alone.)"""
     if not plan.full_refresh or plan.models is None:
         return
     manifest = session.target_dir / "manifest.json"
     incremental = {
         node.name
         for node in session.manifest.nodes.values()
-        if node.resource_type == "model" and node.config.materialized == "incremental"
+        if node.resource_type == "model" and node.config.materialized == "incremental" and "load_time" in node.columns
     }
     chosen = set(plan.models)
     while True:

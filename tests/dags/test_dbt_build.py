@@ -292,6 +292,8 @@ def test_a_full_refresh_that_did_not_finish_is_finished_by_the_next_run(installa
     # a full refresh of one model rebuilds the models that read it too (else they would read it twice)
     summary, _ = build({"select": "kafka_multiplex_bz", "full_refresh": True}, run_id="partial")
     assert {"workout_events", "quarantine", "workout_bpm_summary"} <= set(summary.plan["models"])
+    summary, _ = build({"select": "date_lookup", "full_refresh": True}, run_id="calendar")  # no load times
+    assert summary.plan["models"] == ["date_lookup"]
     build({"as_of_date": "2024-06-16"}, run_id="next")
     assert duplicated_messages(installation.warehouse) == 0
 

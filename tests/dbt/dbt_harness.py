@@ -224,6 +224,8 @@ class SparkDbt(Dbt):
             # serial GC) and no adaptive re-planning took ~15 % less time than the defaults
             "FITLAKE_SPARK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
             "FITLAKE_SPARK_ADAPTIVE": "false",
+            # `make test` runs two workers on two cores: Spark's tasks are tiny, its cost is per statement
+            "FITLAKE_SPARK_CORES": "1",
         }
 
     def query(self, sql: str) -> list[tuple]:
