@@ -54,20 +54,40 @@ def _private_json(path: Path, payload: dict) -> None:
 
 
 def home_secrets(airflow_home: Path) -> dict[str, str]:
-    """The JWT signing key and the API secret key of this home, generated on first use.
+    """The JWT signing key, the API secret key and the Fernet key of this home, generated on first use.
 
-    HS512 wants a key of at least 64 bytes (PyJWT warns below that): 64 random bytes, URL-safe.
+    HS512 wants a key of at least 64 bytes (PyJWT warns below that): 64 random bytes, URL-safe. The Fernet
+    key encrypts connection passwords and trigger arguments: every component must have the same one.
+    Left to Airflow, components started together (the CeleryExecutor's) could each write a generated key
+    into a new airflow.cfg, and the triggerer then failed to decrypt the triggers the scheduler stored.
     """
+    from cryptography.fernet import Fernet
+
     path = Path(airflow_home) / SECRETS_FILE
     try:
         stored = json.loads(path.read_text())
-        if stored.get("jwt_secret") and stored.get("api_secret_key"):
+        if stored.get("jwt_secret") and stored.get("api_secret_key") and stored.get("fernet_key"):
             return stored
     except (OSError, ValueError):
-        pass
-    stored = {"jwt_secret": secrets.token_urlsafe(64), "api_secret_key": secrets.token_urlsafe(64)}
+        stored = {}
+    stored = {
+        "jwt_secret": stored.get("jwt_secret") or secrets.token_urlsafe(64),
+        "api_secret_key": stored.get("api_secret_key") or secrets.token_urlsafe(64),
+        "fernet_key": stored.get("fernet_key")
+        or _configured_fernet_key(airflow_home)
+        or Fernet.generate_key().decode(),
+    }
     _private_json(path, stored)
     return stored
+
+
+def _configured_fernet_key(airflow_home: Path) -> str | None:
+    """The key an existing home's airflow.cfg holds: what its stored connections are encrypted with."""
+    import configparser
+
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(Path(airflow_home) / "airflow.cfg")
+    return config.get("core", "fernet_key", fallback="").strip() or None
 
 
 def airflow_env(
@@ -112,6 +132,7 @@ def airflow_env(
             "AIRFLOW__API__BASE_URL": f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}",
             "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
             "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
+            "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
             **QUIET_LOGGING,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
