@@ -12,18 +12,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ingestion.stack import free_port
+
 
 def _bin_dir() -> Path:
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if not candidates:
         raise RuntimeError("PostgreSQL server binaries not found: run `make setup` (installs Debian's postgresql)")
     return Path(candidates[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -40,7 +36,7 @@ class PostgresCluster:
         self.data = self.root / "data"
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        self.port = _free_port()
+        self.port = free_port()
         subprocess.run(
             _as_postgres(
                 [

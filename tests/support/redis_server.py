@@ -10,11 +10,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from ingestion.stack import free_port
 
 
 def _ping(port: int) -> bool:
@@ -33,7 +29,7 @@ def throwaway_redis(timeout: float = 30.0):
     if not binary:
         raise RuntimeError("redis-server not found: run `make setup-dev` (installs Debian's redis-server)")
     root = Path(tempfile.mkdtemp(prefix="fitlake-redis-"))
-    port = _free_port()
+    port = free_port()
     with open(root / "redis.log", "wb") as log:
         process = subprocess.Popen(
             [

@@ -22,6 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ingestion.stack import free_port
 from tests.support.spark_delta import ensure_delta_jars
 
 THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
@@ -32,12 +33,6 @@ def spark_home() -> Path:
     from pyspark.find_spark_home import _find_spark_home
 
     return Path(_find_spark_home())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_confs(warehouse: Path, jars: list[Path], shuffle_partitions: int = 2) -> dict[str, str]:
@@ -71,7 +66,7 @@ class SparkThriftServer:
         log_path: Path | None = None,
     ):
         self.warehouse = Path(warehouse).resolve()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.cores = cores
         self.driver_memory = driver_memory
         self.log_path = Path(log_path or self.warehouse.parent / "spark-thrift.log")
