@@ -63,6 +63,40 @@ def _reset_behind_landing(topic: str, partition: int, start: int, end: int | Non
     )
 
 
+SPURIOUS_RESETS = 3
+
+
+def _refetch_unless_gone(
+    consumer, topic: str, p: int, position: int, error, times: int, watermarks, at_end_is_valid: bool = False
+) -> None:
+    """An out-of-range answer is believed only if the partition's watermarks confirm it.
+
+    Under load, Apache Kafka once answered offset 0 of a topic just written to as out of range while
+    the partition held offsets 0..4 (seen by the probe a moment before); the partition then stops
+    fetching, so it is assigned again at the position it had reached.
+    """
+    low, high = watermarks(p)
+    if not low <= position < high + at_end_is_valid:
+        raise _reset_behind_landing(topic, p, position, high if position >= high else None)
+    if times > SPURIOUS_RESETS:
+        raise SourceUnreachable(
+            f"{topic}[{p}]: the broker answered offset {position} as out of range {times} times while it reports "
+            f"offsets {low}..{high - 1} ({error.str()}); nothing past {position - 1} was landed. Check the broker's "
+            "log for this partition, then rerun to continue."
+        )
+    log.warning(
+        "%s[%d]: the broker answered offset %d as out of range (%s) while it holds %d..%d; fetching it again",
+        topic,
+        p,
+        position,
+        error.str(),
+        low,
+        high - 1,
+    )
+    consumer.incremental_unassign([TopicPartition(topic, p)])
+    consumer.incremental_assign([TopicPartition(topic, p, position)])
+
+
 def _transient(topic: str, error) -> None:
     """Errors librdkafka recovers from by itself (broker down, connection lost): the stall timeout decides."""
     if error.fatal():
@@ -70,9 +104,12 @@ def _transient(topic: str, error) -> None:
     log.warning("%s: %s (the client retries; waiting)", topic, error.str())
 
 
-def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int], highs: dict[int, int]) -> dict[int, int]:
+def _confirm_end_offsets(
+    consumer, topic: str, probe_from: dict[int, int], highs: dict[int, int], watermarks
+) -> dict[int, int]:
     """Read from each probe position to partition EOF; the EOF offset is the partition's end."""
     ends = dict(probe_from)
+    resets: dict[int, int] = {}
     pending = set(probe_from)
     heard: set[int] = set()  # partitions that answered with a message or an EOF
     below: dict[int, int] = {}  # partitions whose end is, for now, below the offset the landing zone continues at
@@ -95,7 +132,11 @@ def _confirm_end_offsets(consumer, topic: str, probe_from: dict[int, int], highs
                     ends[p] = max(ends[p], message.offset())
                     pending.discard(p)
                 elif error.code() == KafkaError._AUTO_OFFSET_RESET:
-                    raise _reset_behind_landing(topic, p, probe_from[p], None)
+                    resets[p] = resets.get(p, 0) + 1
+                    # A probe may ask for the end itself (a partition that has only just been written to).
+                    _refetch_unless_gone(
+                        consumer, topic, p, ends[p], error, resets[p], watermarks, at_end_is_valid=True
+                    )
                 else:
                     _transient(topic, error)
                 continue
@@ -156,14 +197,18 @@ def land_kafka_topic(
                     start = low
                 starts[p], highs[p] = start, high
                 probe_from[p] = max(start, high - 1)
-            ends = _confirm_end_offsets(consumer, topic, probe_from, highs)
+
+            def watermarks(p: int) -> tuple[int, int]:
+                return _watermarks(consumer, settings, topic, p)
+
+            ends = _confirm_end_offsets(consumer, topic, probe_from, highs, watermarks)
             todo = {p for p in partitions if ends[p] > starts[p]}
             for p in todo:
                 files = PartitionFiles(topic, p, kafka_partition_dir(landing, topic, p), max_bytes)
                 buffers[p] = PartitionBuffer(files, writer)
             with batches_die_young(CONSUME_BATCH):
                 stall = settings.kafka_stall_seconds
-                _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall)
+                _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall, watermarks)
             for buffer in buffers.values():
                 buffer.flush()
                 writer.submit(buffer.files.publish)
@@ -200,11 +245,15 @@ def land_kafka_topic(
     return summary
 
 
-def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall_seconds: float) -> None:
+def _consume_until_ends(
+    consumer, topic, starts, ends, todo, buffers, progress, stall_seconds: float, watermarks
+) -> None:
     if not todo:
         return
     consumer.assign([TopicPartition(topic, p, starts[p]) for p in todo])
     remaining = set(todo)
+    positions = {p: starts[p] for p in todo}  # the next offset each partition's buffer expects
+    resets: dict[int, int] = {}
     last_message_at = time.monotonic()
     last_error = None
     while remaining:
@@ -234,7 +283,11 @@ def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, 
                 reached_eof.append(message.partition())
             elif error.code() == KafkaError._AUTO_OFFSET_RESET:
                 p = message.partition()
-                raise _reset_behind_landing(topic, p, starts[p], None)
+                if p not in remaining:
+                    continue
+                position = by_partition[p][-1].offset() + 1 if p in by_partition else positions[p]
+                resets[p] = resets.get(p, 0) + 1
+                _refetch_unless_gone(consumer, topic, p, position, error, resets[p], watermarks)
             else:
                 last_error = error
                 _transient(topic, error)
@@ -250,6 +303,7 @@ def _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, 
                 consumer.incremental_unassign([TopicPartition(topic, p)])
             if batch:
                 buffers[p].add(batch)
+                positions[p] = batch[-1].offset() + 1
                 landed += len(batch)
         for p in reached_eof:
             if p in remaining:

@@ -14,10 +14,10 @@ import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from ingestion.errors import ConfigError, SourceUnreachable
-from ingestion.kafka import LANDING_GROUP_ID, ensure_topics, make_producer
+from ingestion.kafka import LANDING_GROUP_ID, ensure_topics, make_consumer, make_producer
 from ingestion.land_kafka import land_kafka_topic
 from ingestion.stack import free_port
 from tests.support.landing import kafka_rows, temp_files
@@ -167,6 +167,54 @@ def test_bounded_batch_does_not_chase_a_live_topic(settings, topic):
         land_kafka_topic(settings, topic)
     index = landed_index(settings, topic)
     assert sum(index.values()) == total and max(index.values()) == 1
+
+
+class AnswersOutOfRange:
+    """A real consumer whose broker, `times` times, answers partition 0's first fetch as out of range.
+
+    Apache Kafka did so once under load (CI, a topic just written to) while the partition held the offset.
+    """
+
+    def __init__(self, consumer, times):
+        self._consumer, self.left = consumer, times
+
+    def __getattr__(self, name):
+        return getattr(self._consumer, name)
+
+    def consume(self, *args, **kwargs):
+        messages = self._consumer.consume(*args, **kwargs)
+        at_zero = [m for m in messages if m.error() is None and m.partition() == 0 and m.offset() == 0]
+        if not (self.left and at_zero):
+            return messages
+        self.left -= 1
+        reset = Message(
+            topic=at_zero[0].topic(),
+            partition=0,
+            offset=0,
+            error=KafkaError(KafkaError._AUTO_OFFSET_RESET, "fetch failed: Broker: Offset out of range"),
+        )
+        return [m for m in messages if m.partition() != 0] + [reset]
+
+
+@pytest.mark.parametrize("times", [1, 3])
+def test_an_out_of_range_answer_for_an_offset_the_partition_holds_is_fetched_again(settings, topic, times, caplog):
+    produce(settings, topic, bpm_messages(3000))
+    summary = land_kafka_topic(settings, topic, consumer_factory=lambda s: AnswersOutOfRange(make_consumer(s), times))
+    assert summary.rows == 3000
+    index = landed_index(settings, topic)
+    assert sum(index.values()) == 3000 and max(index.values()) == 1
+    refetched = [r.getMessage() for r in caplog.records if "fetching it again" in r.getMessage()]
+    assert len(refetched) == times and f"{topic}[0]: the broker answered offset 0 as out of range" in refetched[0]
+
+
+def test_an_offset_answered_out_of_range_again_and_again_fails_naming_the_partition(settings, topic):
+    produce(settings, topic, bpm_messages(3000))
+    with pytest.raises(SourceUnreachable, match=rf"{topic}\[0\]: the broker answered offset 0 as out of range 4 times"):
+        land_kafka_topic(settings, topic, consumer_factory=lambda s: AnswersOutOfRange(make_consumer(s), 99))
+    assert not temp_files(settings.landing_root)
+    land_kafka_topic(settings, topic)  # the broker answers again: the rerun lands the rest, nothing twice
+    index = landed_index(settings, topic)
+    assert sum(index.values()) == 3000 and max(index.values()) == 1
 
 
 def test_missing_topic_is_named(settings):
