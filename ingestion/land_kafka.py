@@ -35,7 +35,8 @@ CONSUME_BATCH = 10_000
 PROBE_SECONDS = 10.0
 
 
-def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
+def read_watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
+    """The partition's low and high watermarks from the broker (never the client's cache), retried."""
     for attempt in range(1, settings.connect_retries + 1):
         try:
             return consumer.get_watermark_offsets(
@@ -56,45 +57,41 @@ def _reset_behind_landing(topic: str, partition: int, start: int, end: int | Non
     where = f"ends at offset {end}" if end is not None else f"has no offset {start} (out of range)"
     return LandingError(
         f"{topic}[{partition}]: the landing zone continues at offset {start}, but the partition {where}: the topic "
-        "was deleted and created again or truncated (the embedded broker keeps nothing when it restarts), or "
-        "retention removed the offset while it was being landed. Nothing more was landed. New messages would "
+        "was deleted and created again or truncated (the embedded broker keeps nothing when it restarts). Nothing "
+        "more was landed. New messages would "
         f"reuse offsets that already landed: move landing/kafka/{topic} away (README, Day-2 operations: re-land "
         "a source) before landing the new topic."
     )
 
 
-SPURIOUS_RESETS = 3
-
-
-def _refetch_unless_gone(
-    consumer, topic: str, p: int, position: int, error, times: int, watermarks, at_end_is_valid: bool = False
-) -> None:
-    """An out-of-range answer is believed only if the partition's watermarks confirm it.
-
-    Under load, Apache Kafka once answered offset 0 of a topic just written to as out of range while
-    the partition held offsets 0..4 (seen by the probe a moment before); the partition then stops
-    fetching, so it is assigned again at the position it had reached.
-    """
-    low, high = watermarks(p)
-    if not low <= position < high + at_end_is_valid:
-        raise _reset_behind_landing(topic, p, position, high if position >= high else None)
-    if times > SPURIOUS_RESETS:
-        raise SourceUnreachable(
-            f"{topic}[{p}]: the broker answered offset {position} as out of range {times} times while it reports "
-            f"offsets {low}..{high - 1} ({error.str()}); nothing past {position - 1} was landed. Check the broker's "
-            "log for this partition, then rerun to continue."
-        )
-    log.warning(
-        "%s[%d]: the broker answered offset %d as out of range (%s) while it holds %d..%d; fetching it again",
-        topic,
-        p,
-        position,
-        error.str(),
-        low,
-        high - 1,
+def _out_of_range(topic: str, p: int, position: int, low: int, high: int, error) -> Exception:
+    """What an out-of-range answer means when the partition's offsets are not below it (retention is below)."""
+    if position >= high:
+        return _reset_behind_landing(topic, p, position, high)
+    return SourceUnreachable(
+        f"{topic}[{p}]: the broker answered offset {position} as out of range ({error.str()}) although it "
+        f"reports offsets {low}..{high - 1}; nothing from offset {position} on was landed by this run. Rerun to "
+        "continue; if it happens again, check the broker's log for this partition."
     )
-    consumer.incremental_unassign([TopicPartition(topic, p)])
-    consumer.incremental_assign([TopicPartition(topic, p, position)])
+
+
+class ExpiredOffsets:
+    """Offsets the topic's retention removed before they were landed: lost, and said so (log and summary)."""
+
+    def __init__(self, summary: LandingSummary, topic: str):
+        self.summary, self.topic = summary, topic
+
+    def __call__(self, p: int, first: int, last: int, when: str) -> None:
+        log.warning(
+            "%s[%d]: offsets %d..%d expired from the topic (its retention removed them) %s they were landed; "
+            "they are lost, the monitor's kafka_lag check reports them",
+            self.topic,
+            p,
+            first,
+            last,
+            when,
+        )
+        self.summary.detail.setdefault("expired_before_landing", {}).setdefault(p, []).append([first, last])
 
 
 def _transient(topic: str, error) -> None:
@@ -104,12 +101,11 @@ def _transient(topic: str, error) -> None:
     log.warning("%s: %s (the client retries; waiting)", topic, error.str())
 
 
-def _confirm_end_offsets(
+def confirm_end_offsets(
     consumer, topic: str, probe_from: dict[int, int], highs: dict[int, int], watermarks
 ) -> dict[int, int]:
     """Read from each probe position to partition EOF; the EOF offset is the partition's end."""
     ends = dict(probe_from)
-    resets: dict[int, int] = {}
     pending = set(probe_from)
     heard: set[int] = set()  # partitions that answered with a message or an EOF
     below: dict[int, int] = {}  # partitions whose end is, for now, below the offset the landing zone continues at
@@ -132,11 +128,14 @@ def _confirm_end_offsets(
                     ends[p] = max(ends[p], message.offset())
                     pending.discard(p)
                 elif error.code() == KafkaError._AUTO_OFFSET_RESET:
-                    resets[p] = resets.get(p, 0) + 1
-                    # A probe may ask for the end itself (a partition that has only just been written to).
-                    _refetch_unless_gone(
-                        consumer, topic, p, ends[p], error, resets[p], watermarks, at_end_is_valid=True
-                    )
+                    low, high = watermarks(p)
+                    if ends[p] >= low:
+                        raise _out_of_range(topic, p, probe_from[p], low, high, error)
+                    # retention removed the probe's offset: probe from what is kept (the landing run will
+                    # meet the same gap and report it)
+                    ends[p] = max(low, high - 1)
+                    consumer.incremental_unassign([TopicPartition(topic, p)])
+                    consumer.incremental_assign([TopicPartition(topic, p, ends[p])])
                 else:
                     _transient(topic, error)
                 continue
@@ -166,6 +165,7 @@ def land_kafka_topic(
 ) -> LandingSummary:
     started = time.monotonic()
     summary = LandingSummary(source="kafka", entity=topic)
+    expired = ExpiredOffsets(summary, topic)
     landing = settings.landing_root
     max_bytes = settings.landing_file_max_bytes
     with landing_lock(landing, f"kafka-{topic}"):
@@ -183,32 +183,25 @@ def land_kafka_topic(
             starts, probe_from, highs = {}, {}, {}
             for p in partitions:
                 remove_stale_temp_files(kafka_partition_dir(landing, topic, p))
-                low, high = _watermarks(consumer, settings, topic, p)
+                low, high = read_watermarks(consumer, settings, topic, p)
                 start = landed.get(p, low)
                 if start < low:
-                    log.warning(
-                        "%s[%d]: offsets %d..%d expired from the topic before they were landed",
-                        topic,
-                        p,
-                        start,
-                        low - 1,
-                    )
-                    summary.detail.setdefault("expired_before_landing", {})[p] = [start, low - 1]
+                    expired(p, start, low - 1, "before")
                     start = low
                 starts[p], highs[p] = start, high
                 probe_from[p] = max(start, high - 1)
 
             def watermarks(p: int) -> tuple[int, int]:
-                return _watermarks(consumer, settings, topic, p)
+                return read_watermarks(consumer, settings, topic, p)
 
-            ends = _confirm_end_offsets(consumer, topic, probe_from, highs, watermarks)
+            ends = confirm_end_offsets(consumer, topic, probe_from, highs, watermarks)
             todo = {p for p in partitions if ends[p] > starts[p]}
             for p in todo:
                 files = PartitionFiles(topic, p, kafka_partition_dir(landing, topic, p), max_bytes)
                 buffers[p] = PartitionBuffer(files, writer)
             with batches_die_young(CONSUME_BATCH):
                 stall = settings.kafka_stall_seconds
-                _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall, watermarks)
+                _consume_until_ends(consumer, topic, starts, ends, todo, buffers, progress, stall, watermarks, expired)
             for buffer in buffers.values():
                 buffer.flush()
                 writer.submit(buffer.files.publish)
@@ -246,14 +239,13 @@ def land_kafka_topic(
 
 
 def _consume_until_ends(
-    consumer, topic, starts, ends, todo, buffers, progress, stall_seconds: float, watermarks
+    consumer, topic, starts, ends, todo, buffers, progress, stall_seconds: float, watermarks, expired
 ) -> None:
     if not todo:
         return
     consumer.assign([TopicPartition(topic, p, starts[p]) for p in todo])
     remaining = set(todo)
     positions = {p: starts[p] for p in todo}  # the next offset each partition's buffer expects
-    resets: dict[int, int] = {}
     last_message_at = time.monotonic()
     last_error = None
     while remaining:
@@ -269,7 +261,7 @@ def _consume_until_ends(
             continue
         last_message_at = time.monotonic()
         by_partition: dict[int, list] = {}
-        reached_eof = []
+        reached_eof, expired_to_end = [], []
         for message in messages:
             if message.error() is None:
                 p = message.partition()
@@ -286,8 +278,18 @@ def _consume_until_ends(
                 if p not in remaining:
                     continue
                 position = by_partition[p][-1].offset() + 1 if p in by_partition else positions[p]
-                resets[p] = resets.get(p, 0) + 1
-                _refetch_unless_gone(consumer, topic, p, position, error, resets[p], watermarks)
+                low, high = watermarks(p)
+                if position >= low:
+                    raise _out_of_range(topic, p, position, low, high, error)
+                # Retention removed offsets while this run was landing them (Kafka deletes by the records'
+                # timestamps): say so, and go on from the oldest offset kept.
+                expired(p, position, low - 1, "while")
+                positions[p] = low
+                consumer.incremental_unassign([TopicPartition(topic, p)])
+                if low < ends[p]:
+                    consumer.incremental_assign([TopicPartition(topic, p, low)])
+                else:
+                    expired_to_end.append(p)  # done once what this batch holds before the gap is buffered
             else:
                 last_error = error
                 _transient(topic, error)
@@ -303,8 +305,9 @@ def _consume_until_ends(
                 consumer.incremental_unassign([TopicPartition(topic, p)])
             if batch:
                 buffers[p].add(batch)
-                positions[p] = batch[-1].offset() + 1
+                positions[p] = max(positions[p], batch[-1].offset() + 1)
                 landed += len(batch)
+        remaining.difference_update(expired_to_end)
         for p in reached_eof:
             if p in remaining:
                 remaining.discard(p)

@@ -26,12 +26,12 @@ import pyarrow as pa
 
 from ingestion import azure_sql
 from ingestion.config import Settings
-from ingestion.errors import FitLakeError, SourceUnreachable
+from ingestion.errors import FitLakeError
 from ingestion.kafka import list_topic_partitions, make_consumer
 
 # The one lander internal used here: the end-offset probe that reads to partition EOF (some brokers'
 # high watermark is not the end, measured on Tansu), so the lag is measured exactly as the lander measures it.
-from ingestion.land_kafka import _confirm_end_offsets
+from ingestion.land_kafka import confirm_end_offsets, read_watermarks
 from ingestion.land_sql import configured_tables
 from ingestion.source_tables import SourceTable
 from ingestion.state import landed_kafka_files, latest_sql_batch, next_kafka_offsets, sql_table_dir
@@ -89,19 +89,6 @@ def _as_batch(rows: list, table: SourceTable, timestamps_as_text: bool) -> pa.Re
             pa.array(values, pa.string()).cast(column.arrow_type) if text else pa.array(values, column.arrow_type)
         )
     return pa.RecordBatch.from_arrays(arrays, schema=table.arrow_schema)
-
-
-def _watermarks(consumer, settings: Settings, topic: str, partition: int) -> tuple[int, int]:
-    from confluent_kafka import KafkaException, TopicPartition
-
-    try:
-        return consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=settings.kafka_timeout_seconds, cached=False
-        )
-    except KafkaException as exc:
-        raise SourceUnreachable(
-            f"cannot read the offsets of {topic}[{partition}] from {settings.resolved_kafka_bootstrap()}: {exc.args[0]}"
-        ) from exc
 
 
 def reconcile_sql_table(
@@ -245,12 +232,14 @@ def _topic_lag(consumer, settings: Settings, topic: str, max_lag: int) -> Reconc
     landed = next_kafka_offsets(settings.landing_root, topic)
     lows, highs, probe_from = {}, {}, {}
     for p in partitions:
-        low, high = _watermarks(consumer, settings, topic, p)
+        low, high = read_watermarks(consumer, settings, topic, p)
         lows[p], highs[p] = low, high
         # as the lander probes: from what landed (or the oldest offset kept), at least the last batch
         probe_from[p] = max(landed.get(p, low), low, high - 1, 0)
     # The high watermark of some brokers is the base offset of the last batch + 1: read to EOF.
-    ends = _confirm_end_offsets(consumer, topic, probe_from, highs)
+    ends = confirm_end_offsets(
+        consumer, topic, probe_from, highs, lambda p: read_watermarks(consumer, settings, topic, p)
+    )
     per_partition, lag_total, expired_total = {}, 0, 0
     for p in partitions:
         next_offset = landed.get(p, 0)

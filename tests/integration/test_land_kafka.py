@@ -14,10 +14,11 @@ import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from ingestion.errors import ConfigError, SourceUnreachable
-from ingestion.kafka import LANDING_GROUP_ID, ensure_topics, make_consumer, make_producer
+from ingestion.kafka import LANDING_GROUP_ID, client_config, ensure_topics, make_consumer, make_producer
 from ingestion.land_kafka import land_kafka_topic
 from ingestion.stack import free_port
 from tests.support.landing import kafka_rows, temp_files
@@ -169,52 +170,57 @@ def test_bounded_batch_does_not_chase_a_live_topic(settings, topic):
     assert sum(index.values()) == total and max(index.values()) == 1
 
 
-class AnswersOutOfRange:
-    """A real consumer whose broker, `times` times, answers partition 0's first fetch as out of range.
+class RetentionMidLanding:
+    """A real consumer; when the lander assigns the partitions to land them (after its probe), the broker
+    deletes partition 0's records below `upto`, as retention does (Kafka's DeleteRecords)."""
 
-    Apache Kafka did so once under load (CI, a topic just written to) while the partition held the offset.
-    """
-
-    def __init__(self, consumer, times):
-        self._consumer, self.left = consumer, times
+    def __init__(self, consumer, settings, topic, upto):
+        self._consumer, self.admin, self.topic, self.upto = consumer, AdminClient(client_config(settings)), topic, upto
+        self.assigns = 0
 
     def __getattr__(self, name):
         return getattr(self._consumer, name)
 
-    def consume(self, *args, **kwargs):
-        messages = self._consumer.consume(*args, **kwargs)
-        at_zero = [m for m in messages if m.error() is None and m.partition() == 0 and m.offset() == 0]
-        if not (self.left and at_zero):
-            return messages
-        self.left -= 1
-        reset = Message(
-            topic=at_zero[0].topic(),
-            partition=0,
-            offset=0,
-            error=KafkaError(KafkaError._AUTO_OFFSET_RESET, "fetch failed: Broker: Offset out of range"),
-        )
-        return [m for m in messages if m.partition() != 0] + [reset]
+    def assign(self, partitions):
+        self.assigns += 1
+        if self.assigns == 2:  # the first assign is the probe's
+            delete_records(self.admin, self.topic, self.upto)
+        return self._consumer.assign(partitions)
 
 
-@pytest.mark.parametrize("times", [1, 3])
-def test_an_out_of_range_answer_for_an_offset_the_partition_holds_is_fetched_again(settings, topic, times, caplog):
-    produce(settings, topic, bpm_messages(3000))
-    summary = land_kafka_topic(settings, topic, consumer_factory=lambda s: AnswersOutOfRange(make_consumer(s), times))
-    assert summary.rows == 3000
+def delete_records(admin, topic, upto):
+    for future in admin.delete_records([TopicPartition(topic, 0, upto)]).values():
+        assert future.result(timeout=30).low_watermark == upto
+
+
+@pytest.mark.parametrize("when", ["before", "while"])
+def test_offsets_retention_removes_are_reported_expired_and_the_rest_lands_once(
+    make_settings, real_kafka, when, caplog
+):
+    """Apache Kafka deletes records by their timestamps (7 days by default): in CI it removed recorded test data
+    between the lander's probe and its fetch. On Apache Kafka only: Tansu keeps what it holds."""
+    settings = make_settings(FITLAKE_KAFKA_BOOTSTRAP=real_kafka)
+    topic = f"bpm_{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings, [topic], partitions=3)
+    delivered = produce(settings, topic, bpm_messages(1500))
+    assert land_kafka_topic(settings, topic).rows == 1500
+    later = produce(settings, topic, bpm_messages(1500, start=1500))
+    later_in_p0 = sorted(offset for partition, offset, _, _ in later if partition == 0)
+    first, upto = later_in_p0[0], later_in_p0[len(later_in_p0) // 2]
+    if when == "before":
+        delete_records(AdminClient(client_config(settings)), topic, upto)
+        factory = make_consumer
+    else:
+        factory = lambda s: RetentionMidLanding(make_consumer(s), s, topic, upto)  # noqa: E731
+    summary = land_kafka_topic(settings, topic, consumer_factory=factory)
+    assert summary.rows == 1500 - (upto - first)
+    assert summary.detail["expired_before_landing"] == {0: [[first, upto - 1]]}
+    warning = f"{topic}[0]: offsets {first}..{upto - 1} expired from the topic (its retention removed them) {when}"
+    assert any(warning in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     index = landed_index(settings, topic)
-    assert sum(index.values()) == 3000 and max(index.values()) == 1
-    refetched = [r.getMessage() for r in caplog.records if "fetching it again" in r.getMessage()]
-    assert len(refetched) == times and f"{topic}[0]: the broker answered offset 0 as out of range" in refetched[0]
-
-
-def test_an_offset_answered_out_of_range_again_and_again_fails_naming_the_partition(settings, topic):
-    produce(settings, topic, bpm_messages(3000))
-    with pytest.raises(SourceUnreachable, match=rf"{topic}\[0\]: the broker answered offset 0 as out of range 4 times"):
-        land_kafka_topic(settings, topic, consumer_factory=lambda s: AnswersOutOfRange(make_consumer(s), 99))
-    assert not temp_files(settings.landing_root)
-    land_kafka_topic(settings, topic)  # the broker answers again: the rerun lands the rest, nothing twice
-    index = landed_index(settings, topic)
-    assert sum(index.values()) == 3000 and max(index.values()) == 1
+    kept = {(p, offset) for p, offset, _, _ in delivered + later if p != 0 or not first <= offset < upto}
+    assert set(index) == kept and max(index.values()) == 1
+    assert land_kafka_topic(settings, topic).rows == 0  # and the rerun lands nothing twice
 
 
 def test_missing_topic_is_named(settings):

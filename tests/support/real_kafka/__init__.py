@@ -396,6 +396,10 @@ class RealKafkaBroker:
             "log.cleaner.threads": "1",
             "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
             "controlled.shutdown.enable": "true",
+            # The tests' records carry the recorded data's timestamps (2023-2024): the default 7-day retention
+            # deleted them at its next check, in the middle of a test (CI, stop 13 and 14). Retention mid-landing
+            # has a test of its own (DeleteRecords).
+            "log.retention.ms": "-1",
         }
         props.update(self.extra_props)
         return props
