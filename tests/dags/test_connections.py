@@ -274,6 +274,7 @@ def connection_only(tmp_path_factory, dbt_manifest):
                     "FITLAKE_LANDING_RETRIES": "1",
                     "FITLAKE_LANDING_RETRY_DELAY_SECONDS": "1",
                     "FITLAKE_CONNECTIONS": "required",
+                    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",  # as the other test installations
                     "AIRFLOW__PROVIDERS_ODBC__ALLOW_DRIVER_IN_EXTRA": "True",
                     "AIRFLOW_CONN_FITLAKE_SOURCE": conn_json(
                         conn_type="odbc",
