@@ -184,7 +184,9 @@ def land_kafka_topic(
             for p in partitions:
                 remove_stale_temp_files(kafka_partition_dir(landing, topic, p))
                 low, high = read_watermarks(consumer, settings, topic, p)
-                start = landed.get(p, low)
+                # Nothing landed yet starts at offset 0: what retention removed before the first landing
+                # is lost too, and said so (the monitor's kafka_lag check counts it the same way).
+                start = landed.get(p, 0)
                 if start < low:
                     expired(p, start, low - 1, "before")
                     start = low

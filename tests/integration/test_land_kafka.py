@@ -193,7 +193,7 @@ def delete_records(admin, topic, upto):
         assert future.result(timeout=30).low_watermark == upto
 
 
-@pytest.mark.parametrize("when", ["before", "while"])
+@pytest.mark.parametrize("when", ["before the first landing", "before", "while"])
 def test_offsets_retention_removes_are_reported_expired_and_the_rest_lands_once(
     make_settings, real_kafka, when, caplog
 ):
@@ -203,19 +203,23 @@ def test_offsets_retention_removes_are_reported_expired_and_the_rest_lands_once(
     topic = f"bpm_{uuid.uuid4().hex[:8]}"
     ensure_topics(settings, [topic], partitions=3)
     delivered = produce(settings, topic, bpm_messages(1500))
-    assert land_kafka_topic(settings, topic).rows == 1500
+    if when != "before the first landing":
+        assert land_kafka_topic(settings, topic).rows == 1500
     later = produce(settings, topic, bpm_messages(1500, start=1500))
     later_in_p0 = sorted(offset for partition, offset, _, _ in later if partition == 0)
     first, upto = later_in_p0[0], later_in_p0[len(later_in_p0) // 2]
-    if when == "before":
+    if when == "before the first landing":
+        delivered, later, first = [], delivered + later, 0
+    if when.startswith("before"):
         delete_records(AdminClient(client_config(settings)), topic, upto)
         factory = make_consumer
     else:
         factory = lambda s: RetentionMidLanding(make_consumer(s), s, topic, upto)  # noqa: E731
     summary = land_kafka_topic(settings, topic, consumer_factory=factory)
-    assert summary.rows == 1500 - (upto - first)
+    assert summary.rows == len(later) - (upto - first)
     assert summary.detail["expired_before_landing"] == {0: [[first, upto - 1]]}
-    warning = f"{topic}[0]: offsets {first}..{upto - 1} expired from the topic (its retention removed them) {when}"
+    said = when.split()[0]
+    warning = f"{topic}[0]: offsets {first}..{upto - 1} expired from the topic (its retention removed them) {said}"
     assert any(warning in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     index = landed_index(settings, topic)
     kept = {(p, offset) for p, offset, _, _ in delivered + later if p != 0 or not first <= offset < upto}
