@@ -83,7 +83,7 @@ class ExpiredOffsets:
 
     def __call__(self, p: int, first: int, last: int, when: str) -> None:
         log.warning(
-            "%s[%d]: offsets %d..%d expired from the topic (its retention removed them) %s they were landed; "
+            "%s[%d]: offsets %d..%d expired from the topic (its retention removed them) %s; "
             "they are lost, the monitor's kafka_lag check reports them",
             self.topic,
             p,
@@ -188,7 +188,7 @@ def land_kafka_topic(
                 # is lost too, and said so (the monitor's kafka_lag check counts it the same way).
                 start = landed.get(p, 0)
                 if start < low:
-                    expired(p, start, low - 1, "before")
+                    expired(p, start, low - 1, "before they were landed")
                     start = low
                 starts[p], highs[p] = start, high
                 probe_from[p] = max(start, high - 1)
@@ -285,7 +285,7 @@ def _consume_until_ends(
                     raise _out_of_range(topic, p, position, low, high, error)
                 # Retention removed offsets while this run was landing them (Kafka deletes by the records'
                 # timestamps): say so, and go on from the oldest offset kept.
-                expired(p, position, low - 1, "while")
+                expired(p, position, low - 1, "while this run was landing them")
                 positions[p] = low
                 consumer.incremental_unassign([TopicPartition(topic, p)])
                 if low < ends[p]:

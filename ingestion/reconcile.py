@@ -29,8 +29,8 @@ from ingestion.config import Settings
 from ingestion.errors import FitLakeError
 from ingestion.kafka import list_topic_partitions, make_consumer
 
-# The one lander internal used here: the end-offset probe that reads to partition EOF (some brokers'
-# high watermark is not the end, measured on Tansu), so the lag is measured exactly as the lander measures it.
+# The lander's watermark read and its end-offset probe, which reads to partition EOF (some brokers' high
+# watermark is not the end, measured on Tansu), so the lag is measured exactly as the lander measures it.
 from ingestion.land_kafka import confirm_end_offsets, read_watermarks
 from ingestion.land_sql import configured_tables
 from ingestion.source_tables import SourceTable
