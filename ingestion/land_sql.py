@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 
 import pyarrow as pa
@@ -46,16 +47,38 @@ log = logging.getLogger(__name__)
 MAX_UNHASHED_ROWS = 100_000  # overlap candidates kept as rows before they are hashed
 
 
-def _row_hash(row) -> str:
-    return hashlib.blake2b(repr(tuple(row)).encode(), digest_size=12).hexdigest()
+_EPOCH = datetime(1970, 1, 1)
+
+
+class _RowHasher:
+    """The hash of a row version, the same whichever way the extract read its timestamps.
+
+    Timestamps read as epoch microseconds are turned back into the datetimes the driver gives, so the
+    hashes in a commit written by a lander that read datetimes still match (no overlap row lands twice).
+    """
+
+    def __init__(self, table: SourceTable, dialect: SqlDialect):
+        self.epoch_columns = [
+            i for i, c in enumerate(table.columns) if c.ddl == "timestamp" and dialect.timestamp_as_epoch_us
+        ]
+
+    def __call__(self, row) -> str:
+        values = list(row)
+        for i in self.epoch_columns:
+            if values[i] is not None:
+                values[i] = _EPOCH + timedelta(microseconds=values[i])
+        return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=12).hexdigest()
 
 
 def _rows_to_batch(rows: list, table: SourceTable, dialect: SqlDialect) -> pa.RecordBatch:
-    columns = list(zip(*rows))
+    # itemgetter per column, not zip(*rows): zip walks each pyodbc Row through the generic sequence iterator
     arrays = []
-    for column, values in zip(table.columns, columns):
+    for index, column in enumerate(table.columns):
+        values = list(map(itemgetter(index), rows))
         if column.ddl == "timestamp" and dialect.timestamps_as_text:
             arrays.append(pa.array(values, pa.string()).cast(column.arrow_type))
+        elif column.ddl == "timestamp" and dialect.timestamp_as_epoch_us:
+            arrays.append(pa.array(values, pa.int64()).cast(column.arrow_type))
         else:
             arrays.append(pa.array(values, column.arrow_type))
     return pa.RecordBatch.from_arrays(arrays, schema=table.arrow_schema)
@@ -73,7 +96,8 @@ class _OverlapWindow:
     in ascending modified_at order hashed 600 rows per batch and kept 600).
     """
 
-    def __init__(self, overlap: timedelta, watermark: datetime | None, hashes: dict[str, str]):
+    def __init__(self, overlap: timedelta, watermark: datetime | None, hashes: dict[str, str], row_hash: _RowHasher):
+        self.row_hash = row_hash
         self.overlap = overlap
         self.watermark = watermark
         self.entries = {h: datetime.fromisoformat(ts) for h, ts in hashes.items()}
@@ -99,7 +123,7 @@ class _OverlapWindow:
 
     def _hash_candidates(self) -> None:
         for row, value in self.candidates:
-            self.entries[_row_hash(row)] = value
+            self.entries[self.row_hash(row)] = value
         self.candidates = []
 
     def floor(self) -> datetime | None:
@@ -175,7 +199,8 @@ def _extract(settings, table, connect, progress, previous, summary: LandingSumma
     landing = settings.landing_root
     previous_commit = previous.commit if previous else {}
     old_watermark = datetime.fromisoformat(previous_commit["watermark"]) if previous_commit.get("watermark") else None
-    window = _OverlapWindow(settings.sql_overlap, old_watermark, previous_commit.get("overlap_hashes", {}))
+    hashes = previous_commit.get("overlap_hashes", {})
+    window = _OverlapWindow(settings.sql_overlap, old_watermark, hashes, _RowHasher(table, dialect))
     seen_before = set(window.entries)
     lower_bound = window.floor()
 
@@ -183,7 +208,7 @@ def _extract(settings, table, connect, progress, previous, summary: LandingSumma
     try:
         cursor = conn.cursor()
         azure_sql.check_table_columns(cursor, dialect, settings.source_schema, table)
-        select = ", ".join(dialect.quote(c) for c in table.column_names)
+        select = ", ".join(dialect.select_expression(c.name, c.ddl) for c in table.columns)
         sql = f"SELECT {select} FROM {dialect.table(settings.source_schema, table.name)}"
         params = []
         if lower_bound is not None:
@@ -314,7 +339,7 @@ def _fetch_new_versions(cursor, table, dialect, settings, window, seen_before, s
                 keep = pc.fill_null(pc.greater(watermarks, pa.scalar(old_watermark, watermarks.type)), False)
                 keep = keep.to_pylist()
                 for i in overlap_idx.to_pylist():
-                    if _row_hash(rows[i]) not in seen_before:
+                    if window.row_hash(rows[i]) not in seen_before:
                         keep[i] = True
         window.note_maximum(batch_max)
         if keep is not None:

@@ -34,6 +34,10 @@ class SqlDialect:
     # The SQLite ODBC driver truncates bound datetimes to milliseconds, so the
     # stand-in stores timestamps as ISO text, which also sorts correctly.
     timestamps_as_text: bool = False
+    # How the extract selects a timestamp column as integer microseconds since 1970 (naive UTC), or
+    # None to read it as the driver's datetime. Measured on PostgreSQL ODBC, 500k rows with two
+    # timestamps: datetimes made the fetch and its Arrow conversion 1.33 s, integers 0.73 s.
+    timestamp_as_epoch_us: str | None = None
 
     def quote(self, identifier: str) -> str:
         validate_identifier(identifier, "identifier")
@@ -43,6 +47,12 @@ class SqlDialect:
         if self.qualifies_with_schema:
             return f"{self.quote(schema)}.{self.quote(table)}"
         return self.quote(table)
+
+    def select_expression(self, column: str, ddl: str) -> str:
+        """The extract's SELECT item for one column: the column itself, or its epoch microseconds."""
+        if ddl == "timestamp" and self.timestamp_as_epoch_us:
+            return self.timestamp_as_epoch_us.format(column=self.quote(column))
+        return self.quote(column)
 
     def display_name(self, schema: str, table: str) -> str:
         return f"{schema}.{table}" if self.qualifies_with_schema else table
@@ -67,6 +77,8 @@ POSTGRESQL = SqlDialect(
     quote_end='"',
     qualifies_with_schema=True,
     ddl_types={"bigint": "BIGINT", "int": "INTEGER", "varchar17": "VARCHAR(17)", "timestamp": "TIMESTAMP(6)"},
+    # EXTRACT returns an exact numeric from PostgreSQL 14 on (a double before: supported sources are 14+)
+    timestamp_as_epoch_us="CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)",
 )
 SQL_SERVER = SqlDialect(
     name="sqlserver",
@@ -74,6 +86,8 @@ SQL_SERVER = SqlDialect(
     quote_end="]",
     qualifies_with_schema=True,
     ddl_types={"bigint": "BIGINT", "int": "INT", "varchar17": "VARCHAR(17)", "timestamp": "DATETIME2(6)"},
+    # timestamps stay datetimes: DATEDIFF_BIG(MICROSECOND, ...) would be the epoch read, but no SQL
+    # Server runs here to test it against
 )
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL, SQL_SERVER)}
 

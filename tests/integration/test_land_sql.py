@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
@@ -18,6 +19,7 @@ from ingestion.errors import SchemaDriftError, SourceUnreachable
 from ingestion.land_sql import land_sql_table, land_sql_tables
 from ingestion.source_tables import GYM_LOGINS, REGISTERED_USERS
 from ingestion.stack import ensure_source_tables, free_port
+from ingestion.state import latest_sql_batch
 from tests.support.landing import sql_rows, temp_files
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -114,6 +116,28 @@ def test_a_logout_set_later_is_extracted_again_as_a_new_version(source):
     ]
     latest = [r for r in sql_rows(settings.landing_root, "gym_logins") if r["logout"]][0]
     assert latest["logout"] == logout
+
+
+def test_timestamps_land_and_hash_as_the_driver_reads_them_at_the_edges(source):
+    """PostgreSQL's extract reads timestamps as epoch microseconds: the landed values, and the overlap
+    hashes a later run compares against (written before by a lander that read datetimes), must be what
+    the driver's own datetimes give, before 1970 and at year 9999 too."""
+    settings, conn, dialect = source
+    edges = [datetime(1969, 12, 31, 23, 59, 59, 999999), datetime(1900, 1, 1, 0, 0, 0, 1), datetime(9999, 12, 31)]
+    logins = [
+        (f"0a:1b:2c:3d:4e:{i:02x}", i, edge, None if i == 1 else edge + timedelta(microseconds=1), T0)
+        for i, edge in enumerate(edges)
+    ]
+    azure_sql.insert_rows(conn, dialect, "dbo", GYM_LOGINS, logins)
+    land_sql_table(settings, GYM_LOGINS)
+
+    landed = sorted(sql_rows(settings.landing_root, "gym_logins"), key=lambda r: r["gym"])
+    assert [(r["login"], r["logout"], r["modified_at"]) for r in landed] == [(li, lo, m) for _, _, li, lo, m in logins]
+    columns = ", ".join(dialect.quote(c) for c in GYM_LOGINS.column_names)
+    as_read = conn.cursor().execute(f"SELECT {columns} FROM {dialect.table('dbo', 'gym_logins')}").fetchall()
+    hashes_of_datetimes = {hashlib.blake2b(repr(tuple(r)).encode(), digest_size=12).hexdigest() for r in as_read}
+    assert set(latest_sql_batch(settings.landing_root, "gym_logins").commit["overlap_hashes"]) == hashes_of_datetimes
+    assert land_sql_table(settings, GYM_LOGINS).rows == 0  # the overlap, read again, is recognised
 
 
 def test_missing_column_is_named(source):
