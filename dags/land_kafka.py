@@ -18,7 +18,7 @@ A task that landed messages publishes `fitlake://landing/kafka/<topic>`, which s
 * Credentials: the Airflow connection `fitlake_kafka` (Kafka type, librdkafka settings in its extra),
   else `$FITLAKE_KAFKA_BOOTSTRAP` / `$FITLAKE_KAFKA_OPT_*`; with `FITLAKE_CONNECTIONS=required` the
   connection must exist.
-* Schedule: `$FITLAKE_KAFKA_SCHEDULE` (default every 15 minutes). Manual runs: pick a topic.
+* Schedule: `$FITLAKE_KAFKA_SCHEDULE` (default every 5 minutes, down to every minute). Manual runs: pick a topic.
 * Retries with exponential backoff (broker restarts). Landing is exactly-once, so a retry never duplicates.
 * Logs: rows, files, MB, seconds and the offset range landed per partition.
 """
