@@ -256,9 +256,9 @@ def _extract(settings, table, connect, progress, previous, summary: LandingSumma
 class _BatchFiles:
     """The Parquet files of one batch in its work directory; the writer thread alone calls these."""
 
-    def __init__(self, work_dir: Path, schema: pa.Schema, max_bytes: int):
+    def __init__(self, work_dir: Path, table: SourceTable, max_bytes: int):
         self.work_dir = work_dir
-        self.schema = schema
+        self.table = table
         self.max_bytes = max_bytes
         self.current: ParquetFile | None = None
         self.files: list[Path] = []
@@ -266,7 +266,7 @@ class _BatchFiles:
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self.current is None:
-            self.current = ParquetFile(self.work_dir, self.schema)
+            self.current = ParquetFile(self.work_dir, self.table.arrow_schema, **self.table.parquet_options)
         self.current.write(batch)
         if self.current.bytes_written >= self.max_bytes:
             self.finish()
@@ -299,7 +299,7 @@ def _write_batches(
 ) -> list[Path]:
     """Fetch, keep the row versions not landed before, and hand them to a writer thread as row groups."""
     writer = WriterThread()
-    files = _BatchFiles(work_dir, table.arrow_schema, settings.landing_file_max_bytes)
+    files = _BatchFiles(work_dir, table, settings.landing_file_max_bytes)
     try:
         with batches_die_young(settings.sql_fetch_rows):
             _fetch_new_versions(cursor, table, dialect, settings, window, seen_before, summary, progress, writer, files)
