@@ -58,9 +58,7 @@ class _RowHasher:
     """
 
     def __init__(self, table: SourceTable, dialect: SqlDialect):
-        self.epoch_columns = [
-            i for i, c in enumerate(table.columns) if c.ddl == "timestamp" and dialect.timestamp_as_epoch_us
-        ]
+        self.epoch_columns = [i for i, c in enumerate(table.columns) if dialect.reads_epoch_us(c.ddl)]
 
     def __call__(self, row) -> str:
         values = list(row)
@@ -77,7 +75,7 @@ def _rows_to_batch(rows: list, table: SourceTable, dialect: SqlDialect) -> pa.Re
         values = list(map(itemgetter(index), rows))
         if column.ddl == "timestamp" and dialect.timestamps_as_text:
             arrays.append(pa.array(values, pa.string()).cast(column.arrow_type))
-        elif column.ddl == "timestamp" and dialect.timestamp_as_epoch_us:
+        elif dialect.reads_epoch_us(column.ddl):
             arrays.append(pa.array(values, pa.int64()).cast(column.arrow_type))
         else:
             arrays.append(pa.array(values, column.arrow_type))

@@ -48,9 +48,13 @@ class SqlDialect:
             return f"{self.quote(schema)}.{self.quote(table)}"
         return self.quote(table)
 
+    def reads_epoch_us(self, ddl: str) -> bool:
+        """Whether the extract reads a column of this DDL type as epoch microseconds."""
+        return ddl == "timestamp" and self.timestamp_as_epoch_us is not None
+
     def select_expression(self, column: str, ddl: str) -> str:
         """The extract's SELECT item for one column: the column itself, or its epoch microseconds."""
-        if ddl == "timestamp" and self.timestamp_as_epoch_us:
+        if self.reads_epoch_us(ddl):
             return self.timestamp_as_epoch_us.format(column=self.quote(column))
         return self.quote(column)
 
